@@ -1,0 +1,150 @@
+"""The application factory: ``create_app(settings)`` wires everything into ``app.extensions``.
+
+Nothing is built at import time. The wiring (engine, sessions, key ring, Authlib server,
+metrics) lives in one ``Keyswap`` object at ``app.extensions["keyswap"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from jwks import Sealer
+
+from .client_auth import SecretAuthenticator
+from .config import Settings
+from .db import make_engine, make_session_factory, utcnow
+from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from .grants.client_credentials import ClientCredentialsGrant
+from .hashing import SecretHasher
+from .keyring import KeyRing, NoSigningKey
+from .server import KeyswapServer
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+
+
+@dataclass(frozen=True)
+class Keyswap:
+    """Everything one app instance shares across requests."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    sealer: Sealer
+    hasher: SecretHasher
+    keyring: KeyRing
+    server: KeyswapServer
+    metrics: Metrics
+    metadata: bytes
+
+
+def current_keyswap() -> Keyswap:
+    """Return the wiring of the current app."""
+    return cast(Keyswap, current_app.extensions["keyswap"])
+
+
+def request_session() -> Session:
+    """Return this request's database session, opening it on first use."""
+    session = g.get("_keyswap_session")
+    if session is None:
+        session = current_keyswap().sessions()
+        g._keyswap_session = session
+    return cast(Session, session)
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("_keyswap_session", None)
+    if session is not None:
+        session.close()
+
+
+def _render_oauth_error(error: OAuthError) -> object:
+    return error.to_response()
+
+
+def _render_http_error(error: HTTPException) -> object:
+    # Werkzeug's own 404/405/413 pages are HTML; every keyswap answer is JSON.
+    code = error.code or 500
+    oauth = InvalidRequest(error.description or error.name, status=code, reason=f"http_{code}")
+    response = oauth.to_response()
+    allow = dict(error.get_headers()).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
+
+
+def _render_database_down(error: Exception) -> object:
+    log.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
+    return TemporarilyUnavailable(detail=str(error)).to_response()
+
+
+def _render_no_signing_key(error: NoSigningKey) -> object:
+    log.error("no active signing key: run `keyswap keys rotate` or `keyswap serve`")
+    return TemporarilyUnavailable(detail=str(error)).to_response()
+
+
+def _render_unexpected(error: Exception) -> object:
+    log.exception("unhandled error")
+    return ServerError().to_response()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``)."""
+    settings = settings or Settings.from_env()
+    app = Flask("keyswap")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    sealer = Sealer(settings.key_encryption_key)
+    hasher = SecretHasher(settings.key_encryption_key)
+    keyring = KeyRing(sessions, sealer, max_token_ttl=settings.max_token_ttl)
+    server = KeyswapServer(
+        settings, keyring, SecretAuthenticator(hasher, utcnow), session=request_session
+    )
+    server.register_grant(ClientCredentialsGrant)
+    # Imported here, not at module level: prometheus_client picks its multiprocess mode
+    # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
+    from .metrics import Metrics
+    from .metadata import metadata_bytes
+
+    app.extensions["keyswap"] = Keyswap(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        sealer=sealer,
+        hasher=hasher,
+        keyring=keyring,
+        server=server,
+        metrics=Metrics(),
+        metadata=metadata_bytes(settings),
+    )
+
+    app.teardown_appcontext(_close_session)
+    app.register_error_handler(OAuthError, _render_oauth_error)
+    app.register_error_handler(HTTPException, _render_http_error)
+    for exc in DATABASE_DOWN:
+        app.register_error_handler(exc, _render_database_down)
+    app.register_error_handler(NoSigningKey, _render_no_signing_key)
+    app.register_error_handler(Exception, _render_unexpected)
+
+    from .views import oauth, ops, wellknown
+
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(wellknown.bp)
+    app.register_blueprint(ops.bp)
+    return app

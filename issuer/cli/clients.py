@@ -1,0 +1,96 @@
+"""``keyswap clients``: register clients, list them, disable them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from ..app import current_keyswap
+from ..lifecycle import disable_client, register_client
+from ..models import AuthMethod, Client
+from ..storage import list_clients
+from .context import actor, session
+from .output import json_option
+
+group = AppGroup("clients", help="Manage OAuth clients.")
+
+SECRET_METHODS = [AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.CLIENT_SECRET_POST.value]
+
+
+def client_view(client: Client) -> dict[str, Any]:
+    """Return what commands print about a client (never a secret)."""
+    return {
+        "client_id": client.id,
+        "owner": client.owner.name,
+        "tenant": client.owner.tenant.name,
+        "scopes": client.scope_list,
+        "audiences": list(client.audiences),
+        "token_ttl": client.token_ttl,
+        "auth_method": client.auth_method,
+        "enabled": client.enabled,
+        "can_introspect": client.can_introspect,
+        "created_at": client.created_at,
+    }
+
+
+@group.command("create")
+@click.option("--owner", required=True, help="The user or service account that owns it.")
+@click.option("--scope", required=True, help='Allowed scopes, space separated: "a b".')
+@click.option("--audience", "audiences", multiple=True, help="An allowed audience (repeatable).")
+@click.option("--token-ttl", type=click.IntRange(min=1), help="Token lifetime in seconds.")
+@click.option(
+    "--auth-method",
+    type=click.Choice(SECRET_METHODS),
+    default=AuthMethod.CLIENT_SECRET_BASIC.value,
+    show_default=True,
+)
+@click.option("--can-introspect", is_flag=True, help="May call the introspection endpoint.")
+@json_option
+def clients_create(
+    owner: str,
+    scope: str,
+    audiences: tuple[str, ...],
+    token_ttl: int | None,
+    auth_method: str,
+    can_introspect: bool,
+) -> dict[str, Any]:
+    """Register a client; its secret is printed once and never again."""
+    keyswap = current_keyswap()
+    with session() as s:
+        created = register_client(
+            s,
+            keyswap.hasher,
+            owner=owner,
+            scope=scope,
+            audiences=audiences,
+            token_ttl=token_ttl,
+            max_token_ttl=keyswap.settings.max_token_ttl,
+            auth_method=AuthMethod(auth_method),
+            can_introspect=can_introspect,
+            actor=actor(),
+        )
+        return {
+            "client_id": created.client.id,
+            "client_secret": created.secret,
+            **{k: v for k, v in client_view(created.client).items() if k != "client_id"},
+        }
+
+
+@group.command("list")
+@json_option
+def clients_list() -> list[dict[str, Any]]:
+    """List every client."""
+    with session() as s:
+        return [client_view(c) for c in list_clients(s)]
+
+
+@group.command("disable")
+@click.argument("client_id")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
+    """Disable CLIENT_ID: its credentials are refused from now on."""
+    with session() as s:
+        return client_view(disable_client(s, client_id, actor=actor(), reason=reason))

@@ -1,0 +1,143 @@
+"""``keyswap serve`` and ``keyswap demo``: run the server under gunicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable
+
+import click
+from flask import Flask
+
+from ..config import DEFAULT_ISSUER, ConfigError, Settings
+from ..db import transaction
+from ..lifecycle import add_user, register_client
+from ..models import UserKind
+from ..serving import StartupError, prepare, run
+from ..storage import NotFound, get_user
+
+DEMO_TENANT = "demo"
+DEMO_USER = "demo-service"
+DEMO_SCOPE = "orders:read orders:write"
+
+
+def _default_workers() -> int:
+    return max(2, min(2 * (os.cpu_count() or 1), 8))
+
+
+def _settings(host: str, port: int) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.issuer == DEFAULT_ISSUER and (host, port) != ("127.0.0.1", 8000):
+        click.echo(
+            f"warning: KEYSWAP_ISSUER is {DEFAULT_ISSUER} but the server listens on "
+            f"{host}:{port}; set KEYSWAP_ISSUER to the URL clients use.",
+            err=True,
+        )
+    return settings
+
+
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    setup: Callable[[Flask], None] | None = None,
+) -> None:
+    try:
+        run(settings, host=host, port=port, workers=workers, threads=threads, setup=setup)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+server_options = [
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+    click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535)),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=_default_workers,
+        show_default="2 per core, 2 to 8",
+        help="gunicorn worker processes.",
+    ),
+    click.option(
+        "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+        help="Threads per worker (more than 1 uses gunicorn's gthread workers).",
+    ),
+]
+
+
+def _with_server_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed(server_options):
+        func = option(func)
+    return func
+
+
+@click.command("serve")
+@_with_server_options
+def serve_command(host: str, port: int, workers: int, threads: int) -> None:
+    """Migrate the database, make sure a signing key exists, and serve with gunicorn."""
+    _serve(_settings(host, port), host, port, workers, threads)
+
+
+@click.command("demo")
+@_with_server_options
+@click.option("--json", "as_json", is_flag=True, help="Print the demo credentials as JSON.")
+def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool) -> None:
+    """Start the server on the embedded database with a demo tenant, user and client."""
+    settings = _settings(host, port)
+
+    def setup(app: Flask) -> None:
+        keyswap = app.extensions["keyswap"]
+        with transaction(keyswap.sessions) as session:
+            try:
+                get_user(session, DEMO_USER)
+            except NotFound:
+                add_user(
+                    session, DEMO_USER, tenant=DEMO_TENANT, kind=UserKind.SERVICE_ACCOUNT,
+                    actor="demo",
+                )
+            created = register_client(
+                session,
+                keyswap.hasher,
+                owner=DEMO_USER,
+                scope=DEMO_SCOPE,
+                max_token_ttl=settings.max_token_ttl,
+                actor="demo",
+            )
+        _print_demo(settings, created.client.id, str(created.secret), as_json)
+
+    _serve(settings, host, port, workers, threads, setup=setup)
+
+
+def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) -> None:
+    if as_json:
+        creds = {
+            "issuer": settings.issuer,
+            "token_endpoint": settings.token_endpoint,
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": DEMO_SCOPE,
+            "database": settings.database_url,
+        }
+        click.echo(json.dumps(creds, indent=2))
+        return
+    curl = (
+        f"curl -s -u {shlex.quote(client_id + ':' + secret)} "
+        f"-d grant_type=client_credentials -d {shlex.quote('scope=orders:read')} "
+        f"{settings.token_endpoint}"
+    )
+    click.echo(
+        "keyswap demo\n"
+        f"  issuer         {settings.issuer}\n"
+        f"  tenant / owner {DEMO_TENANT} / {DEMO_USER}\n"
+        f"  client_id      {client_id}\n"
+        f"  client_secret  {secret}   (shown once)\n"
+        f"  database       {settings.database_url}\n\n"
+        f"Get a token:\n  {curl}\n\n"
+        f"Public keys:\n  curl -s {settings.issuer}/jwks.json\n",
+    )

@@ -1,0 +1,53 @@
+"""``keyswap tenants``: create, suspend and reactivate tenants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from ..lifecycle import add_tenant, set_tenant_status
+from ..models import Tenant, TenantStatus
+from .context import actor, session
+from .output import json_option
+
+group = AppGroup("tenants", help="Manage tenants.")
+
+
+def tenant_view(tenant: Tenant) -> dict[str, Any]:
+    """Return what commands print about a tenant."""
+    return {"name": tenant.name, "status": tenant.status, "changed_at": tenant.status_changed_at}
+
+
+@group.command("create")
+@click.argument("name")
+@json_option
+def tenants_create(name: str) -> dict[str, Any]:
+    """Create tenant NAME."""
+    with session() as s:
+        return tenant_view(add_tenant(s, name, actor=actor()))
+
+
+@group.command("suspend")
+@click.argument("name")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def tenants_suspend(name: str, reason: str | None) -> dict[str, Any]:
+    """Suspend tenant NAME: its users' credentials stop getting tokens."""
+    with session() as s:
+        return tenant_view(
+            set_tenant_status(s, name, TenantStatus.SUSPENDED, actor=actor(), reason=reason)
+        )
+
+
+@group.command("activate")
+@click.argument("name")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def tenants_activate(name: str, reason: str | None) -> dict[str, Any]:
+    """Reactivate tenant NAME."""
+    with session() as s:
+        return tenant_view(
+            set_tenant_status(s, name, TenantStatus.ACTIVE, actor=actor(), reason=reason)
+        )

@@ -1,0 +1,155 @@
+"""Settings: the one reader of ``KEYSWAP_*`` environment variables (CONTRACT "Configuration").
+
+``Settings.from_env()`` turns the environment into a frozen, typed value; a bad value
+stops start-up with a message that names the variable. Tests build ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jwks import InvalidKeyEncryptionKey, decode_kek, generate_kek
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
+DEFAULT_TOKEN_TTL = 300
+DEFAULT_MAX_TOKEN_TTL = 3600
+KEK_FILE_NAME = "kek"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Tell whether ``host`` names this machine (``localhost`` or a loopback address)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_issuer(issuer: str) -> str:
+    # RFC 8414 §2: the issuer is a URL using the "https" scheme with no query or fragment.
+    # We allow plain http only on loopback so that `keyswap demo` works without TLS.
+    parts = urlsplit(issuer)
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ConfigError(f"KEYSWAP_ISSUER must be a URL without query or fragment: {issuer!r}")
+    if parts.scheme == "https":
+        return issuer.rstrip("/")
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return issuer.rstrip("/")
+    raise ConfigError(
+        f"KEYSWAP_ISSUER must use https (http is accepted only for loopback hosts): {issuer!r}"
+    )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server reads from its environment, typed and validated."""
+
+    data_dir: Path
+    database_url: str
+    key_encryption_key: bytes = field(repr=False)
+    issuer: str = DEFAULT_ISSUER
+    default_audience: str = ""
+    default_token_ttl: int = DEFAULT_TOKEN_TTL
+    max_token_ttl: int = DEFAULT_MAX_TOKEN_TTL
+    redis_url: str | None = None
+    jwks_max_age: int = 300
+    max_request_bytes: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issuer", _check_issuer(self.issuer))
+        if len(self.key_encryption_key) != 32:
+            raise ConfigError("KEYSWAP_KEY_ENCRYPTION_KEY must decode to 32 bytes")
+        if self.default_token_ttl > self.max_token_ttl:
+            object.__setattr__(self, "default_token_ttl", self.max_token_ttl)
+
+    @property
+    def fallback_audience(self) -> str:
+        """Return ``aud`` for credentials without audiences: the setting, else the issuer."""
+        return self.default_audience or self.issuer
+
+    @property
+    def token_endpoint(self) -> str:
+        """Return the absolute URL of the token endpoint."""
+        return f"{self.issuer}/oauth/token"
+
+    def with_changes(self, **changes: object) -> Settings:
+        """Return a copy with some fields replaced (used by tests and the CLI)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``), generating the KEK if absent."""
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("KEYSWAP_DATA_DIR") or "./.keyswap").expanduser()
+        database_url = env.get("KEYSWAP_DATABASE_URL") or ""
+        if not database_url:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            database_url = f"sqlite:///{data_dir.resolve() / 'keyswap.db'}"
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            key_encryption_key=_load_kek(env, data_dir),
+            issuer=env.get("KEYSWAP_ISSUER") or DEFAULT_ISSUER,
+            default_audience=env.get("KEYSWAP_DEFAULT_AUDIENCE") or "",
+            max_token_ttl=_int(env, "KEYSWAP_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1),
+            redis_url=env.get("KEYSWAP_REDIS_URL") or None,
+        )
+
+
+def _load_kek(env: Mapping[str, str], data_dir: Path) -> bytes:
+    raw = env.get("KEYSWAP_KEY_ENCRYPTION_KEY")
+    if raw:
+        try:
+            return decode_kek(raw)
+        except InvalidKeyEncryptionKey as exc:
+            raise ConfigError(f"KEYSWAP_KEY_ENCRYPTION_KEY: {exc}") from None
+    path = data_dir / KEK_FILE_NAME
+    if path.exists():
+        try:
+            return decode_kek(path.read_text())
+        except InvalidKeyEncryptionKey as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    text = generate_kek()
+    # O_EXCL: two processes starting together must not each write a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return decode_kek(path.read_text())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    log.warning(
+        "KEYSWAP_KEY_ENCRYPTION_KEY is not set: generated a new key-encryption key in %s "
+        "(mode 0600). Back it up, or set KEYSWAP_KEY_ENCRYPTION_KEY in production: without it "
+        "the signing keys and client secrets in the database cannot be used.",
+        path,
+    )
+    return decode_kek(text)

@@ -1,0 +1,182 @@
+"""The error taxonomy and its one renderer (RFC 6749 §5.2, RFC 6750 §3, RFC 8693 §2.2.2).
+
+Every refusal the server sends is an ``OAuthError``: a wire ``error`` code, an HTTP
+status, a public ``description`` worded as in CONTRACT.md, a private ``detail`` that is
+logged and never sent, a ``reason`` that labels metrics and log lines, and headers.
+
+    KeyswapError
+    ├── OAuthError
+    │   ├── InvalidRequest          400 invalid_request
+    │   ├── InvalidClient           401 invalid_client (with WWW-Authenticate)
+    │   ├── InvalidGrant            400 invalid_grant
+    │   ├── UnauthorizedClient      400/403 unauthorized_client
+    │   ├── UnsupportedGrantType    400 unsupported_grant_type
+    │   ├── InvalidScope            400 invalid_scope
+    │   ├── InvalidTarget           400 invalid_target (RFC 8707)
+    │   ├── RateLimited             429 temporarily_unavailable (with Retry-After)
+    │   └── TemporarilyUnavailable  503 temporarily_unavailable (with Retry-After)
+    └── ServerError                 500 server_error (the catch-all; never a stack trace)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from flask import Response, json
+
+# Public descriptions (CONTRACT.md "Errors"). A caller that has not proved possession of a
+# real credential learns nothing beyond CLIENT_AUTH_FAILED / UNKNOWN_API_KEY.
+CLIENT_AUTH_FAILED = "client authentication failed"
+UNKNOWN_API_KEY = "unknown API key"
+SECRET_EXPIRED = "the client secret expired at {at}"
+SECRET_REVOKED = "the client secret was revoked at {at}"
+CLIENT_DISABLED = "the client was disabled at {at}"
+OWNER_INACTIVE = "the user associated with this key is {status}"
+TENANT_SUSPENDED = "the tenant {tenant} associated with this key is suspended"
+SCOPE_NOT_ALLOWED = "scope not allowed for this client: {scopes}"
+RESOURCE_NOT_ALLOWED = "resource not allowed for this client: {resource}"
+ONE_RESOURCE_ONLY = "at most one resource may be requested"
+RATE_LIMITED = "the caller is rate limited; retry after {seconds} seconds"
+UNAVAILABLE = "the service is temporarily unavailable; retry later"
+SERVER_ERROR = "the server failed to handle the request"
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def format_time(at: datetime) -> str:
+    """Format a time for a public description: ISO 8601, UTC, whole seconds."""
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KeyswapError(Exception):
+    """Root of every error keyswap raises on purpose."""
+
+
+class OAuthError(KeyswapError):
+    """An error answered to the caller as an RFC 6749 §5.2 JSON body."""
+
+    error = "invalid_request"
+    status = 400
+    reason = "invalid_request"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        detail: str | None = None,
+        reason: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+        if status is not None:
+            self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+        #: The authenticated client, when there was one: for logs, never for the body.
+        self.client_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error!r}, {self.description!r}, reason={self.reason!r})"
+
+    def to_response(self) -> Response:
+        """Render this error: the JSON body, its status, and never-cache headers."""
+        body = json.dumps({"error": self.error, "error_description": self.description})
+        response = Response(body, status=self.status, mimetype="application/json")
+        response.headers.update(NO_STORE)
+        response.headers.update(self.headers)
+        return response
+
+
+class InvalidRequest(OAuthError):
+    """The request is malformed, or (token exchange) the subject token is refused."""
+
+    error = "invalid_request"
+    reason = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed, or the proved credential is not usable."""
+
+    error = "invalid_client"
+    status = 401
+    reason = "invalid_client"
+
+    def __init__(self, description: str = CLIENT_AUTH_FAILED, **kwargs: object) -> None:
+        super().__init__(description, **kwargs)  # type: ignore[arg-type]
+        # RFC 6749 §5.2: a 401 MUST carry WWW-Authenticate matching the scheme used.
+        self.headers.setdefault("WWW-Authenticate", 'Basic realm="keyswap"')
+
+
+class InvalidGrant(OAuthError):
+    """The credential is real but policy refuses issuance (owner or tenant not active)."""
+
+    error = "invalid_grant"
+    reason = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthError):
+    """The authenticated client may not use this grant or endpoint."""
+
+    error = "unauthorized_client"
+    reason = "unauthorized_client"
+
+
+class UnsupportedGrantType(OAuthError):
+    """The grant type is not one this server supports."""
+
+    error = "unsupported_grant_type"
+    reason = "unsupported_grant_type"
+
+
+class InvalidScope(OAuthError):
+    """A requested scope is unknown or not allowed for the credential."""
+
+    error = "invalid_scope"
+    reason = "scope_not_allowed"
+
+
+class InvalidTarget(OAuthError):
+    """The requested resource is not one of the credential's audiences (RFC 8707 §2)."""
+
+    error = "invalid_target"
+    reason = "resource_not_allowed"
+
+
+class RateLimited(OAuthError):
+    """Too many requests; answered 429 so it is never mistaken for an identity error."""
+
+    error = "temporarily_unavailable"
+    status = 429
+    reason = "rate_limited"
+
+    def __init__(self, retry_after: int, **kwargs: object) -> None:
+        super().__init__(RATE_LIMITED.format(seconds=retry_after), **kwargs)  # type: ignore[arg-type]
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class TemporarilyUnavailable(OAuthError):
+    """The live status cannot be read (database down): nothing is issued."""
+
+    error = "temporarily_unavailable"
+    status = 503
+    reason = "unavailable"
+
+    def __init__(self, description: str = UNAVAILABLE, *, retry_after: int = 5, **kwargs: object):
+        super().__init__(description, **kwargs)  # type: ignore[arg-type]
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class ServerError(OAuthError):
+    """An unexpected failure, answered without any internal detail."""
+
+    error = "server_error"
+    status = 500
+    reason = "server_error"
+
+    def __init__(self, description: str = SERVER_ERROR, **kwargs: object) -> None:
+        super().__init__(description, **kwargs)  # type: ignore[arg-type]

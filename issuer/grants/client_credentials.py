@@ -1,0 +1,79 @@
+"""The client credentials grant (RFC 6749 §4.4) with keyswap's live owner policy.
+
+Order (STYLE.md): the client proves possession (``client_auth``, which also checks the
+credential's own state), then the owner and tenant are checked live, then scope and
+resource are resolved; only then is a token signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from authlib.oauth2.rfc6749 import grants
+
+from ..db import utcnow
+from ..errors import NO_STORE, OWNER_INACTIVE, TENANT_SUSPENDED, InvalidGrant, InvalidRequest
+from ..policy import OwnerNotActive, Refusal, TenantSuspended, check_owner
+from ..tokens import IssuedToken, clamp_ttl, mint_access_token, resolve_audience, resolve_scopes
+
+# RFC 8707 §2 allows several "resource" parameters; every other one appears at most once.
+REPEATABLE = frozenset({"resource"})
+
+
+def reject_repeated(datalist: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a request that repeats a parameter (RFC 6749 §3.2: MUST NOT ... more than once)."""
+    for name, values in datalist.items():
+        if len(values) > 1 and name not in REPEATABLE:
+            raise InvalidRequest(f"parameter {name} is repeated")
+
+
+def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) -> Exception:
+    """Map an owner or tenant fact to ``cls`` with the contract's description."""
+    if isinstance(fact, OwnerNotActive):
+        return cls(OWNER_INACTIVE.format(status=fact.status.value), reason=fact.reason)
+    if isinstance(fact, TenantSuspended):
+        return cls(TENANT_SUSPENDED.format(tenant=fact.tenant), reason=fact.reason)
+    raise TypeError(f"not an owner fact: {fact!r}")  # pragma: no cover
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    """Issue an RFC 9068 access token to an authenticated client whose owner is active."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
+
+    def validate_token_request(self) -> None:
+        """Authenticate the client, check owner and tenant live, resolve scope and audience."""
+        payload = self.request.payload
+        reject_repeated(payload.datalist)
+        client = self.authenticate_token_endpoint_client()
+        self.request.client = client
+        record = client.record
+        try:
+            check_owner(record.owner)
+        except Refusal as fact:
+            raise refuse_owner(fact, InvalidGrant) from None
+        settings = self.server.settings
+        self.scopes = resolve_scopes(payload.scope, record.scopes)
+        self.audience = resolve_audience(
+            payload.datalist.get("resource", []), record.audiences, settings.fallback_audience
+        )
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Sign the token with the cached signer and answer RFC 6749 §5.1."""
+        record = self.request.client.record
+        settings = self.server.settings
+        token: IssuedToken = mint_access_token(
+            signer=self.server.keyring.signer(),
+            issuer=settings.issuer,
+            subject=record.owner.user_id,
+            audience=self.audience,
+            client_id=record.client_id,
+            scopes=self.scopes,
+            tenant=record.owner.tenant,
+            now=int(utcnow().timestamp()),
+            ttl=clamp_ttl(record.token_ttl, settings.default_token_ttl, settings.max_token_ttl),
+        )
+        self.request.issued_token = token
+        return 200, token.response_body(" ".join(self.scopes)), self.TOKEN_RESPONSE_HEADER

@@ -1,0 +1,190 @@
+"""Lifecycle operations on tenants, users and clients, each recorded in the audit log.
+
+Used by the CLI (and tests); each function works inside the caller's transaction and
+returns the changed object. Errors are ``storage.NotFound`` and ``storage.Conflict``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from . import events
+from .db import utcnow
+from .hashing import SecretHasher, new_secret
+from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
+from .storage import (
+    Conflict,
+    add_client,
+    add_secret,
+    create_tenant,
+    create_user,
+    get_client,
+    get_or_create_tenant,
+    get_tenant,
+    get_user,
+)
+
+DEFAULT_TENANT = "default"
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+class InvalidValue(ValueError):
+    """An argument is malformed; the message says which and why."""
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidValue(
+            f"{kind} name {name!r} must be 1-100 letters, digits or . _ @ + - "
+            "and start with a letter or digit"
+        )
+    return name
+
+
+def add_tenant(session: Session, name: str, *, actor: str) -> Tenant:
+    """Create a tenant."""
+    tenant = create_tenant(session, _check_name("tenant", name))
+    events.record(session, events.TENANT_CREATED, f"tenant:{name}", actor=actor)
+    return tenant
+
+
+def set_tenant_status(
+    session: Session, name: str, status: TenantStatus, *, actor: str, reason: str | None = None
+) -> Tenant:
+    """Suspend or reactivate a tenant."""
+    tenant = get_tenant(session, name)
+    if tenant.status is not status:
+        tenant.status = status
+        tenant.status_changed_at = utcnow()
+        action = events.TENANT_SUSPENDED if status is TenantStatus.SUSPENDED else events.TENANT_ACTIVATED
+        events.record(session, action, f"tenant:{name}", actor=actor, reason=reason)
+    return tenant
+
+
+def add_user(
+    session: Session,
+    name: str,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    kind: UserKind = UserKind.USER,
+    actor: str,
+) -> User:
+    """Create a user or service account in ``tenant`` (created if it does not exist)."""
+    owner_tenant = get_or_create_tenant(session, _check_name("tenant", tenant))
+    user = create_user(session, _check_name("user", name), owner_tenant, kind)
+    events.record(
+        session, events.USER_CREATED, f"user:{name}", actor=actor, tenant=tenant, kind=kind.value
+    )
+    return user
+
+
+def set_user_status(
+    session: Session, name: str, status: UserStatus, *, actor: str, reason: str | None = None
+) -> User:
+    """Change a user's status; a deleted user stays a tombstone and cannot come back."""
+    user = get_user(session, name)
+    if user.status is UserStatus.DELETED and status is not UserStatus.DELETED:
+        raise Conflict(f"user {name!r} is deleted; deletion is final")
+    if user.status is not status:
+        user.status = status
+        user.status_changed_at = utcnow()
+        events.record(
+            session, events.user_status_event(status.value), f"user:{name}", actor=actor, reason=reason
+        )
+    return user
+
+
+@dataclass(frozen=True)
+class NewClient:
+    """A created client and its secret, which is shown once and never stored in clear."""
+
+    client: Client
+    secret: str | None
+
+
+def _check_audiences(audiences: Sequence[str]) -> list[str]:
+    # RFC 8707 §2: a resource is an absolute URI without a fragment.
+    for audience in audiences:
+        parts = urlsplit(audience)
+        if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
+            raise InvalidValue(f"audience {audience!r} must be an absolute URI without fragment")
+    return list(dict.fromkeys(audiences))
+
+
+def _check_scopes(scope: str) -> str:
+    scopes = list(dict.fromkeys(scope.split()))
+    if not scopes:
+        raise InvalidValue("a client needs at least one scope")
+    for token in scopes:
+        if not _SCOPE_TOKEN.match(token):
+            raise InvalidValue(f"scope {token!r} has characters RFC 6749 §3.3 does not allow")
+    return " ".join(scopes)
+
+
+def register_client(
+    session: Session,
+    hasher: SecretHasher,
+    *,
+    owner: str,
+    scope: str,
+    audiences: Sequence[str] = (),
+    token_ttl: int | None = None,
+    max_token_ttl: int,
+    auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
+    jwks: dict[str, Any] | None = None,
+    can_introspect: bool = False,
+    actor: str,
+) -> NewClient:
+    """Register a client for an active owner and give it its first secret."""
+    user = get_user(session, owner)
+    if user.status is not UserStatus.ACTIVE:
+        raise Conflict(f"user {owner!r} is {user.status.value}; clients need an active owner")
+    if token_ttl is not None and not 1 <= token_ttl <= max_token_ttl:
+        raise InvalidValue(f"token TTL must be between 1 and {max_token_ttl} seconds")
+    client = add_client(
+        session,
+        Client(
+            id=f"ks_{new_secret()[:22]}",
+            owner=user,
+            scopes=_check_scopes(scope),
+            audiences=_check_audiences(audiences),
+            token_ttl=token_ttl,
+            auth_method=auth_method,
+            jwks=jwks,
+            can_introspect=can_introspect,
+        ),
+    )
+    secret = None
+    if auth_method is not AuthMethod.PRIVATE_KEY_JWT:
+        secret = new_secret()
+        add_secret(session, client, hasher.hash(secret))
+    events.record(
+        session,
+        events.CLIENT_CREATED,
+        f"client:{client.id}",
+        actor=actor,
+        owner=owner,
+        scopes=client.scopes,
+        auth_method=auth_method.value,
+    )
+    return NewClient(client=client, secret=secret)
+
+
+def disable_client(
+    session: Session, client_id: str, *, actor: str, reason: str | None = None
+) -> Client:
+    """Disable a client: its credentials stop working at once."""
+    client = get_client(session, client_id)
+    if client.enabled:
+        client.enabled = False
+        client.disabled_at = utcnow()
+        events.record(session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason)
+    return client

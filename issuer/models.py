@@ -1,0 +1,181 @@
+"""Typed ORM models: tenants, users, clients, secrets, signing keys, audit events.
+
+Statuses are string-valued enums; every time is aware UTC. Secrets are stored only as
+keyed hashes and private keys only sealed (see ``jwks.sealing``).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base, UTCDateTime, utcnow
+
+
+class TenantStatus(enum.StrEnum):
+    """Whether a tenant's users may obtain tokens."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class UserStatus(enum.StrEnum):
+    """The live status of a user or service account; ``deleted`` is a tombstone."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+
+
+class UserKind(enum.StrEnum):
+    """A person, or a service account that only owns credentials."""
+
+    USER = "user"
+    SERVICE_ACCOUNT = "service_account"
+
+
+class AuthMethod(enum.StrEnum):
+    """Token endpoint client authentication methods (RFC 7591 §2 names)."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+
+
+class KeyState(enum.StrEnum):
+    """A signing key's place in its life: published first, then signing, then retired."""
+
+    NEXT = "next"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+def _enum(cls: type[enum.StrEnum]) -> SAEnum:
+    # Stored as plain strings (no native PostgreSQL enum), so adding a state is a data
+    # change, not a type migration.
+    return SAEnum(
+        cls,
+        native_enum=False,
+        length=24,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Tenant(Base):
+    """An organisation; suspending it stops every one of its users' tokens."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[TenantStatus] = mapped_column(_enum(TenantStatus), default=TenantStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """A user or service account: the owner of credentials, and the ``sub`` of its tokens."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[UserKind] = mapped_column(_enum(UserKind), default=UserKind.USER)
+    status: Mapped[UserStatus] = mapped_column(_enum(UserStatus), default=UserStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class Client(Base):
+    """An OAuth client registration, owned by a user or service account."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auth_method: Mapped[AuthMethod] = mapped_column(
+        _enum(AuthMethod), default=AuthMethod.CLIENT_SECRET_BASIC
+    )
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    can_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    owner: Mapped[User] = relationship(lazy="joined")
+    secrets: Mapped[list[ClientSecret]] = relationship(
+        back_populates="client", lazy="selectin", order_by="ClientSecret.id"
+    )
+
+    @property
+    def scope_list(self) -> list[str]:
+        """Return the allowed scopes in their registered order."""
+        return self.scopes.split()
+
+
+class ClientSecret(Base):
+    """One of a client's secrets, as an HMAC-SHA256 under the server pepper."""
+
+    __tablename__ = "client_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    client: Mapped[Client] = relationship(back_populates="secrets")
+
+
+class SigningKey(Base):
+    """A token signing key: public JWK in clear, private key sealed with the KEK."""
+
+    __tablename__ = "signing_keys"
+    # At most one signer, whatever several processes do at once: a partial unique index
+    # (both SQLite and PostgreSQL have them) makes a second "active" row fail to insert.
+    __table_args__ = (
+        Index(
+            "uq_signing_keys_one_active",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, str]] = mapped_column(JSON)
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[KeyState] = mapped_column(_enum(KeyState), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """A lifecycle event: who did what to whom, when, and why."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -1,0 +1,256 @@
+"""Every query keyswap runs, as functions taking a ``Session``.
+
+The issuance hot path reads a client, its secrets, its owner and the owner's tenant in
+one round trip (``load_client_record``) into plain frozen values.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import (
+    AuditEvent,
+    AuthMethod,
+    Client,
+    ClientSecret,
+    KeyState,
+    SigningKey,
+    Tenant,
+    TenantStatus,
+    User,
+    UserKind,
+    UserStatus,
+)
+from .policy import OwnerStatus
+
+
+class NotFound(LookupError):
+    """A named tenant, user or client does not exist."""
+
+
+class Conflict(ValueError):
+    """The object already exists, or the change is not allowed in its current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    """One stored client secret: its keyed hash and its life."""
+
+    secret_hash: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A client with everything issuance needs, read in one query."""
+
+    client_id: str
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    token_ttl: int | None
+    auth_method: AuthMethod
+    jwks: dict[str, Any] | None
+    enabled: bool
+    disabled_at: datetime | None
+    can_introspect: bool
+    owner: OwnerStatus
+    secrets: tuple[SecretRecord, ...]
+
+
+_CLIENT_RECORD_QUERY = (
+    select(
+        Client.id,
+        Client.scopes,
+        Client.audiences,
+        Client.token_ttl,
+        Client.auth_method,
+        Client.jwks,
+        Client.enabled,
+        Client.disabled_at,
+        Client.can_introspect,
+        User.id,
+        User.status,
+        Tenant.name,
+        Tenant.status,
+        ClientSecret.secret_hash,
+        ClientSecret.expires_at,
+        ClientSecret.revoked_at,
+    )
+    .join(User, User.id == Client.owner_id)
+    .join(Tenant, Tenant.id == User.tenant_id)
+    .outerjoin(ClientSecret, ClientSecret.client_id == Client.id)
+    .order_by(ClientSecret.id)
+)
+
+
+def load_client_record(session: Session, client_id: str) -> ClientRecord | None:
+    """Read a client, its secrets, owner and tenant in one round trip, or None."""
+    rows = session.execute(_CLIENT_RECORD_QUERY.where(Client.id == client_id)).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return ClientRecord(
+        client_id=first[0],
+        scopes=tuple(first[1].split()),
+        audiences=tuple(first[2] or ()),
+        token_ttl=first[3],
+        auth_method=first[4],
+        jwks=first[5],
+        enabled=first[6],
+        disabled_at=first[7],
+        can_introspect=first[8],
+        owner=OwnerStatus(
+            user_id=first[9], user_status=first[10], tenant=first[11], tenant_status=first[12]
+        ),
+        secrets=tuple(SecretRecord(r[13], r[14], r[15]) for r in rows if r[13] is not None),
+    )
+
+
+# --- tenants -------------------------------------------------------------------------
+
+
+def get_tenant(session: Session, name: str) -> Tenant:
+    """Return the tenant called ``name`` or raise NotFound."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFound(f"no tenant named {name!r}")
+    return tenant
+
+
+def create_tenant(session: Session, name: str) -> Tenant:
+    """Create an active tenant; Conflict if the name is taken."""
+    if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+        raise Conflict(f"a tenant named {name!r} already exists")
+    tenant = Tenant(name=name, status=TenantStatus.ACTIVE)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_or_create_tenant(session: Session, name: str) -> Tenant:
+    """Return the tenant called ``name``, creating it active if it does not exist."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    return tenant if tenant is not None else create_tenant(session, name)
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+def new_user_id(kind: UserKind) -> str:
+    """Return a fresh stable id: the ``sub`` of every token the user's credentials get."""
+    prefix = "svc" if kind is UserKind.SERVICE_ACCOUNT else "usr"
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def get_user(session: Session, name: str) -> User:
+    """Return the user called ``name`` (tombstones included) or raise NotFound."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"no user named {name!r}")
+    return user
+
+
+def create_user(session: Session, name: str, tenant: Tenant, kind: UserKind) -> User:
+    """Create an active user or service account; Conflict if the name is taken."""
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"a user named {name!r} already exists")
+    user = User(id=new_user_id(kind), name=name, tenant=tenant, kind=kind)
+    session.add(user)
+    session.flush()
+    return user
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+def get_client(session: Session, client_id: str) -> Client:
+    """Return the client ``client_id`` or raise NotFound."""
+    client = session.get(Client, client_id)
+    if client is None:
+        raise NotFound(f"no client {client_id!r}")
+    return client
+
+
+def list_clients(session: Session) -> Sequence[Client]:
+    """Return every client, oldest first."""
+    return session.scalars(select(Client).order_by(Client.created_at, Client.id)).all()
+
+
+def add_client(session: Session, client: Client) -> Client:
+    """Insert a client row."""
+    session.add(client)
+    session.flush()
+    return client
+
+
+def add_secret(
+    session: Session, client: Client, secret_hash: str, *, expires_at: datetime | None = None
+) -> ClientSecret:
+    """Attach a new secret hash to ``client``."""
+    row = ClientSecret(client=client, secret_hash=secret_hash, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return row
+
+
+# --- signing keys --------------------------------------------------------------------
+
+
+def list_signing_keys(session: Session, states: Sequence[KeyState] | None = None) -> list[SigningKey]:
+    """Return signing keys (optionally only in ``states``), newest first."""
+    query = select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)
+    if states is not None:
+        query = query.where(SigningKey.state.in_(states))
+    return list(session.scalars(query))
+
+
+def active_signing_key(session: Session) -> SigningKey | None:
+    """Return the one active signing key, if there is one."""
+    return session.scalar(select(SigningKey).where(SigningKey.state == KeyState.ACTIVE))
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+def add_audit_event(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> AuditEvent:
+    """Record a lifecycle event in the same transaction as the change it describes."""
+    event = AuditEvent(actor=actor, action=action, subject=subject, reason=reason, details=details)
+    if at is not None:
+        event.at = at
+    session.add(event)
+    return event
+
+
+def list_audit_events(session: Session, since: datetime | None = None) -> Sequence[AuditEvent]:
+    """Return audit events, newest first, optionally only those at or after ``since``."""
+    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    return session.scalars(query).all()
+
+
+__all__ = [
+    "ClientRecord",
+    "Conflict",
+    "NotFound",
+    "SecretRecord",
+    "UserStatus",
+    "load_client_record",
+]

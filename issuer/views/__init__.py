@@ -1,0 +1,1 @@
+"""HTTP views: they translate HTTP to protocol calls and back, nothing more."""

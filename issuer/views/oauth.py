@@ -1,0 +1,46 @@
+"""The token endpoint (RFC 6749 §3.2): HTTP in, the grant's answer or its error out."""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from flask import Blueprint, Response, request
+
+from ..app import current_keyswap
+from ..errors import InvalidRequest, OAuthError
+from ..events import TOKEN_DENIED, TOKEN_ISSUED, log_issuance
+
+bp = Blueprint("oauth", __name__)
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    """Issue an access token, or answer the RFC 6749 §5.2 error."""
+    keyswap = current_keyswap()
+    started = perf_counter()
+    try:
+        # RFC 6749 §4.4.2: the request uses the application/x-www-form-urlencoded format.
+        if request.mimetype != FORM:
+            raise InvalidRequest(f"the token endpoint takes {FORM} bodies")
+        response, grant = keyswap.server.token_response()
+    except OAuthError as error:
+        keyswap.metrics.token_failures.labels(error.reason).inc()
+        log_issuance(
+            TOKEN_DENIED, reason=error.reason, client=error.client_id, detail=error.detail
+        )
+        raise
+    finally:
+        keyswap.metrics.token_latency.observe(perf_counter() - started)
+    claims = grant.request.issued_token.claims
+    keyswap.metrics.tokens_issued.labels(grant.GRANT_TYPE).inc()
+    log_issuance(
+        TOKEN_ISSUED,
+        grant=grant.GRANT_TYPE,
+        client=claims["client_id"],
+        owner=claims["sub"],
+        tenant=claims["tenant"],
+        jti=claims["jti"],
+    )
+    return response

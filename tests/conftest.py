@@ -1,0 +1,316 @@
+"""Shared fixtures: settings, app, live server over real HTTP, database, CLI runner.
+
+The database is SQLite in a temporary directory unless ``KEYSWAP_TEST_DATABASE_URL``
+names a PostgreSQL server: then a fresh database is created on it for this run and
+dropped afterwards. ``.ci/run`` runs the suite both ways.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, delete, text
+from sqlalchemy.engine import make_url
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from issuer import create_app
+from issuer.app import Keyswap
+from issuer.config import Settings
+from issuer.db import transaction, upgrade_schema
+from issuer.keyring import ensure_signing_key
+from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
+from issuer.models import (
+    AuditEvent,
+    AuthMethod,
+    Client,
+    ClientSecret,
+    Tenant,
+    TenantStatus,
+    User,
+    UserKind,
+    UserStatus,
+)
+from issuer.storage import NotFound, get_user
+
+TEST_DATABASE_URL = os.environ.get("KEYSWAP_TEST_DATABASE_URL", "")
+_real_connect = socket.socket.connect
+
+
+# --- guards --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's KEYSWAP_* variables out of every test."""
+    for name in list(os.environ):
+        if name.startswith("KEYSWAP_"):
+            monkeypatch.delenv(name)
+
+
+def _is_local(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX socket path
+        return True
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_only(self: socket.socket, address: Any) -> None:
+    if not _is_local(address):
+        raise OSError(f"tests may only connect to loopback addresses, not {address!r}")
+    _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _refuse_non_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that tries to reach beyond this machine."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+# --- database ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yield the URL of an empty database for this test run."""
+    if not TEST_DATABASE_URL:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'keyswap.db'}"
+        return
+    admin_url = make_url(TEST_DATABASE_URL).set(drivername="postgresql+psycopg")
+    name = f"keyswap_test_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # the CI script fails before this if PostgreSQL is down
+        pytest.exit(f"KEYSWAP_TEST_DATABASE_URL is set but unusable: {exc}", returncode=3)
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def kek() -> bytes:
+    """Return this run's key-encryption key."""
+    return secrets.token_bytes(32)
+
+
+def make_settings(database_url: str, kek: bytes, data_dir: Path, **changes: Any) -> Settings:
+    """Build test settings; ``changes`` override fields."""
+    base = Settings(data_dir=data_dir, database_url=database_url, key_encryption_key=kek)
+    return base.with_changes(**changes) if changes else base
+
+
+# --- live server ---------------------------------------------------------------------
+
+
+class _Dispatcher:
+    """A WSGI app that forwards to whatever app is set, so the port is known first."""
+
+    app: Flask | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        assert self.app is not None
+        return self.app(environ, start_response)
+
+
+@dataclass
+class LiveServer:
+    """A keyswap app served over real HTTP on 127.0.0.1."""
+
+    app: Flask
+    url: str
+    server: BaseWSGIServer
+
+    @property
+    def keyswap(self) -> Keyswap:
+        """Return the app's wiring."""
+        return self.app.extensions["keyswap"]  # type: ignore[no-any-return]
+
+
+def start_live_server(build: Callable[[str], Flask]) -> LiveServer:
+    """Bind a port, build the app for that URL with ``build(url)``, serve it in a thread."""
+    dispatcher = _Dispatcher()
+    server = make_server("127.0.0.1", 0, dispatcher, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    dispatcher.app = build(url)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return LiveServer(app=dispatcher.app, url=url, server=server)
+
+
+def prepared_app(settings: Settings) -> Flask:
+    """Create an app, migrate its database, and make sure it has a signing key."""
+    app = create_app(settings)
+    keyswap: Keyswap = app.extensions["keyswap"]
+    upgrade_schema(keyswap.engine)
+    with transaction(keyswap.sessions) as session:
+        ensure_signing_key(session, keyswap.sealer)
+    return app
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    database_url: str, kek: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Serve one app for the whole run; tests get a clean database through ``db``."""
+    data_dir = tmp_path_factory.mktemp("data")
+    live = start_live_server(
+        lambda url: prepared_app(make_settings(database_url, kek, data_dir, issuer=url))
+    )
+    yield live
+    live.server.shutdown()
+    live.server.server_close()
+    live.keyswap.engine.dispose()
+
+
+@pytest.fixture
+def app(live_server: LiveServer, db: None) -> Flask:
+    """Return the live server's app, on a clean database."""
+    return live_server.app
+
+
+@pytest.fixture
+def settings(live_server: LiveServer) -> Settings:
+    """Return the live server's settings."""
+    return live_server.keyswap.settings
+
+
+@pytest.fixture
+def db(live_server: LiveServer) -> Iterator[None]:
+    """Empty every table but the signing keys before the test."""
+    with transaction(live_server.keyswap.sessions) as session:
+        for model in (AuditEvent, ClientSecret, Client, User, Tenant):
+            session.execute(delete(model))
+    yield
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Return Flask's test client (in-process, for non-HTTP checks)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    """Return a CLI runner bound to the app."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """Return a requests session closed after the test."""
+    with requests.Session() as session:
+        yield session
+
+
+# --- issuer fixture for end-to-end tests ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Creds:
+    """A registered client's credentials and owner."""
+
+    client_id: str
+    client_secret: str | None
+    user: str
+    tenant: str
+
+
+class LiveIssuer:
+    """A running issuer plus the admin actions tests need, done through ``issuer.lifecycle``."""
+
+    _names = itertools.count(1)
+
+    def __init__(self, live: LiveServer) -> None:
+        self.live = live
+        self.app = live.app
+        self.url = live.url
+        self.token_url = f"{live.url}/oauth/token"
+        self.jwks_url = f"{live.url}/jwks.json"
+
+    @property
+    def keyswap(self) -> Keyswap:
+        """Return the app's wiring."""
+        return self.live.keyswap
+
+    def create_client(
+        self,
+        *,
+        scope: str = "orders:read orders:write",
+        audience: list[str] | None = None,
+        token_ttl: int | None = None,
+        user: str | None = None,
+        tenant: str = "acme",
+        can_introspect: bool = False,
+        auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
+        service_account: bool = False,
+    ) -> Creds:
+        """Register a client (and its owner, if new) and return its credentials."""
+        user = user or f"user-{next(self._names)}"
+        kind = UserKind.SERVICE_ACCOUNT if service_account else UserKind.USER
+        with transaction(self.keyswap.sessions) as session:
+            try:
+                owner = get_user(session, user)
+            except NotFound:
+                owner = add_user(session, user, tenant=tenant, kind=kind, actor="test")
+            created = register_client(
+                session,
+                self.keyswap.hasher,
+                owner=user,
+                scope=scope,
+                audiences=audience or (),
+                token_ttl=token_ttl,
+                max_token_ttl=self.keyswap.settings.max_token_ttl,
+                auth_method=auth_method,
+                can_introspect=can_introspect,
+                actor="test",
+            )
+            tenant_name = owner.tenant.name
+        return Creds(created.client.id, created.secret, user, tenant_name)
+
+    def set_user_status(self, user: str, status: str) -> None:
+        """Change a user's status: active, suspended, deactivated or deleted."""
+        with transaction(self.keyswap.sessions) as session:
+            set_user_status(session, user, UserStatus(status), actor="test")
+
+    def set_tenant_status(self, tenant: str, status: str) -> None:
+        """Suspend or reactivate a tenant."""
+        with transaction(self.keyswap.sessions) as session:
+            set_tenant_status(session, tenant, TenantStatus(status), actor="test")
+
+    def user_id(self, user: str) -> str:
+        """Return the stable id (the ``sub``) of ``user``."""
+        with transaction(self.keyswap.sessions) as session:
+            return get_user(session, user).id
+
+    def token(self, creds: Creds, **form: str) -> requests.Response:
+        """POST a client credentials request with Basic auth; return the raw response."""
+        data = {"grant_type": "client_credentials", **form}
+        assert creds.client_secret is not None
+        return requests.post(
+            self.token_url, data=data, auth=(creds.client_id, creds.client_secret), timeout=10
+        )
+
+
+@pytest.fixture
+def live_issuer(live_server: LiveServer, db: None) -> LiveIssuer:
+    """Return the running issuer on a clean database."""
+    return LiveIssuer(live_server)
