@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from flask import Flask, current_app, g
+from flask import Flask, Response, current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -71,11 +71,11 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
-def _render_oauth_error(error: OAuthError) -> object:
+def _render_oauth_error(error: OAuthError) -> Response:
     return error.to_response()
 
 
-def _render_http_error(error: HTTPException) -> object:
+def _render_http_error(error: HTTPException) -> Response:
     # Werkzeug's own 404/405/413 pages are HTML; every keyswap answer is JSON.
     code = error.code or 500
     oauth = InvalidRequest(error.description or error.name, status=code, reason=f"http_{code}")
@@ -86,17 +86,17 @@ def _render_http_error(error: HTTPException) -> object:
     return response
 
 
-def _render_database_down(error: Exception) -> object:
+def _render_database_down(error: Exception) -> Response:
     log.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
     return TemporarilyUnavailable(detail=str(error)).to_response()
 
 
-def _render_no_signing_key(error: NoSigningKey) -> object:
+def _render_no_signing_key(error: NoSigningKey) -> Response:
     log.error("no active signing key: run `keyswap keys rotate` or `keyswap serve`")
     return TemporarilyUnavailable(detail=str(error)).to_response()
 
 
-def _render_unexpected(error: Exception) -> object:
+def _render_unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return ServerError().to_response()
 
@@ -119,8 +119,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     server.register_grant(ClientCredentialsGrant)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
-    from .metrics import Metrics
     from .metadata import metadata_bytes
+    from .metrics import Metrics
 
     app.extensions["keyswap"] = Keyswap(
         settings=settings,

@@ -75,10 +75,14 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidClient(detail="malformed Basic credentials", reason="malformed_credentials")
+        raise InvalidClient(
+            detail="malformed Basic credentials", reason="malformed_credentials"
+        ) from None
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id or not secret:
-        raise InvalidClient(detail="malformed Basic credentials", reason="malformed_credentials")
+        raise InvalidClient(
+            detail="malformed Basic credentials", reason="malformed_credentials"
+        ) from None
     return unquote_plus(client_id), unquote_plus(secret)
 
 

@@ -81,7 +81,9 @@ class OAuthError(KeyswapError):
         self.client_id: str | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.error!r}, {self.description!r}, reason={self.reason!r})"
+        return (
+            f"{type(self).__name__}({self.error!r}, {self.description!r}, reason={self.reason!r})"
+        )
 
     def to_response(self) -> Response:
         """Render this error: the JSON body, its status, and never-cache headers."""

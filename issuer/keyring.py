@@ -126,7 +126,9 @@ class KeyRing:
                     raise
                 # Keep signing with the key we hold: a database blip must not stop the
                 # JWKS or, on its own, issuance (the live status read fails closed anyway).
-                log.warning("could not refresh signing keys; keeping the cached ones", exc_info=True)
+                log.warning(
+                    "could not refresh signing keys; keeping the cached ones", exc_info=True
+                )
 
     def _load(self) -> None:
         now = utcnow()

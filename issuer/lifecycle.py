@@ -64,7 +64,9 @@ def set_tenant_status(
     if tenant.status is not status:
         tenant.status = status
         tenant.status_changed_at = utcnow()
-        action = events.TENANT_SUSPENDED if status is TenantStatus.SUSPENDED else events.TENANT_ACTIVATED
+        action = (
+            events.TENANT_SUSPENDED if status is TenantStatus.SUSPENDED else events.TENANT_ACTIVATED
+        )
         events.record(session, action, f"tenant:{name}", actor=actor, reason=reason)
     return tenant
 
@@ -97,7 +99,11 @@ def set_user_status(
         user.status = status
         user.status_changed_at = utcnow()
         events.record(
-            session, events.user_status_event(status.value), f"user:{name}", actor=actor, reason=reason
+            session,
+            events.user_status_event(status.value),
+            f"user:{name}",
+            actor=actor,
+            reason=reason,
         )
     return user
 
@@ -186,5 +192,7 @@ def disable_client(
     if client.enabled:
         client.enabled = False
         client.disabled_at = utcnow()
-        events.record(session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason)
+        events.record(
+            session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason
+        )
     return client

@@ -26,7 +26,6 @@ from .models import (
     TenantStatus,
     User,
     UserKind,
-    UserStatus,
 )
 from .policy import OwnerStatus
 
@@ -204,7 +203,9 @@ def add_secret(
 # --- signing keys --------------------------------------------------------------------
 
 
-def list_signing_keys(session: Session, states: Sequence[KeyState] | None = None) -> list[SigningKey]:
+def list_signing_keys(
+    session: Session, states: Sequence[KeyState] | None = None
+) -> list[SigningKey]:
     """Return signing keys (optionally only in ``states``), newest first."""
     query = select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)
     if states is not None:
@@ -244,13 +245,3 @@ def list_audit_events(session: Session, since: datetime | None = None) -> Sequen
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     return session.scalars(query).all()
-
-
-__all__ = [
-    "ClientRecord",
-    "Conflict",
-    "NotFound",
-    "SecretRecord",
-    "UserStatus",
-    "load_client_record",
-]

@@ -1,9 +1,9 @@
 """Errors of the signing-key package.
 
-    JwksError
-    ├── UnsupportedAlgorithm      an alg keyswap does not sign with, or a key of another type
-    ├── InvalidKeyEncryptionKey   the KEK text is not 32 base64url bytes
-    └── KeyUnsealError            a sealed private key does not open with this KEK and kid
+JwksError
+├── UnsupportedAlgorithm      an alg keyswap does not sign with, or a key of another type
+├── InvalidKeyEncryptionKey   the KEK text is not 32 base64url bytes
+└── KeyUnsealError            a sealed private key does not open with this KEK and kid
 """
 
 from __future__ import annotations

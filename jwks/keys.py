@@ -26,7 +26,11 @@ DEFAULT_ALG = "ES256"
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 # RFC 7638 §3.2: the members that define each key type, in lexicographic order.
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+_THUMBPRINT_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+}
 
 
 def thumbprint(public_jwk: Mapping[str, str]) -> str:
@@ -41,21 +45,22 @@ def thumbprint(public_jwk: Mapping[str, str]) -> str:
 
 def _check_alg(alg: str) -> None:
     if alg not in ALGORITHMS:
-        raise UnsupportedAlgorithm(f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+        raise UnsupportedAlgorithm(
+            f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}"
+        )
 
 
 def _public_members(alg: str, private_key: PrivateKey) -> dict[str, Any]:
-    public = private_key.public_key()
     if alg == "ES256" and isinstance(private_key, ec.EllipticCurvePrivateKey):
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise UnsupportedAlgorithm("ES256 needs a P-256 key")
-        return dict(ECAlgorithm.to_jwk(public, as_dict=True))
+        return ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
     if alg == "RS256" and isinstance(private_key, rsa.RSAPrivateKey):
         if private_key.key_size < 2048:
             raise UnsupportedAlgorithm("RS256 needs an RSA key of at least 2048 bits")
-        return dict(RSAAlgorithm.to_jwk(public, as_dict=True))
+        return RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
     if alg == "EdDSA" and isinstance(private_key, ed25519.Ed25519PrivateKey):
-        return dict(OKPAlgorithm.to_jwk(public, as_dict=True))
+        return OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
     raise UnsupportedAlgorithm(f"the key is not a {alg} key")
 
 
@@ -71,7 +76,10 @@ class KeyPair:
     def sign(self, claims: Mapping[str, object], *, typ: str) -> str:
         """Return a compact JWS of ``claims`` with header ``alg``, ``kid`` and ``typ``."""
         return jwt.encode(
-            dict(claims), self.private_key, algorithm=self.alg, headers={"kid": self.kid, "typ": typ}
+            dict(claims),
+            self.private_key,
+            algorithm=self.alg,
+            headers={"kid": self.kid, "typ": typ},
         )
 
 

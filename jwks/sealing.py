@@ -47,7 +47,9 @@ def decode_kek(text: str) -> bytes:
 
 def derive_key(kek: bytes, purpose: str) -> bytes:
     """Derive a 32-byte key for ``purpose`` from the KEK (HKDF-SHA256)."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"keyswap " + purpose.encode())
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"keyswap " + purpose.encode()
+    )
     return hkdf.derive(kek)
 
 

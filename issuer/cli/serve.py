@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
@@ -14,7 +15,7 @@ from ..config import DEFAULT_ISSUER, ConfigError, Settings
 from ..db import transaction
 from ..lifecycle import add_user, register_client
 from ..models import UserKind
-from ..serving import StartupError, prepare, run
+from ..serving import StartupError, run
 from ..storage import NotFound, get_user
 
 DEMO_TENANT = "demo"
@@ -65,13 +66,19 @@ server_options = [
         help="gunicorn worker processes.",
     ),
     click.option(
-        "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+        "--threads",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
         help="Threads per worker (more than 1 uses gunicorn's gthread workers).",
     ),
 ]
 
 
-def _with_server_options(func):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with_server_options(func: F) -> F:
     for option in reversed(server_options):
         func = option(func)
     return func
@@ -98,7 +105,10 @@ def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool
                 get_user(session, DEMO_USER)
             except NotFound:
                 add_user(
-                    session, DEMO_USER, tenant=DEMO_TENANT, kind=UserKind.SERVICE_ACCOUNT,
+                    session,
+                    DEMO_USER,
+                    tenant=DEMO_TENANT,
+                    kind=UserKind.SERVICE_ACCOUNT,
                     actor="demo",
                 )
             created = register_client(

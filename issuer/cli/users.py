@@ -48,8 +48,6 @@ def _status_command(verb: str, status: UserStatus, help_text: str) -> None:
         with session() as s:
             return user_view(set_user_status(s, name, status, actor=actor(), reason=reason))
 
-    command.__name__ = f"users_{verb}"
-
 
 _status_command("suspend", UserStatus.SUSPENDED, "Suspend user NAME: no new tokens.")
 _status_command("deactivate", UserStatus.DEACTIVATED, "Deactivate user NAME: no new tokens.")

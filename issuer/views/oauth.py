@@ -27,9 +27,7 @@ def token() -> Response:
         response, grant = keyswap.server.token_response()
     except OAuthError as error:
         keyswap.metrics.token_failures.labels(error.reason).inc()
-        log_issuance(
-            TOKEN_DENIED, reason=error.reason, client=error.client_id, detail=error.detail
-        )
+        log_issuance(TOKEN_DENIED, reason=error.reason, client=error.client_id, detail=error.detail)
         raise
     finally:
         keyswap.metrics.token_latency.observe(perf_counter() - started)

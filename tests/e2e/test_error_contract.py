@@ -22,7 +22,11 @@ GENERIC = {"error": "invalid_client", "description": "client authentication fail
 
 def _post(url, *, auth=None, headers=None, **form):
     return requests.post(
-        url, data={"grant_type": "client_credentials", **form}, auth=auth, headers=headers, timeout=10
+        url,
+        data={"grant_type": "client_credentials", **form},
+        auth=auth,
+        headers=headers,
+        timeout=10,
     )
 
 
@@ -37,7 +41,9 @@ def _assert_error(response, status, error, description):
 
 def _set_secret(live_issuer, client_id, **values):
     with transaction(live_issuer.keyswap.sessions) as session:
-        session.execute(update(ClientSecret).where(ClientSecret.client_id == client_id).values(**values))
+        session.execute(
+            update(ClientSecret).where(ClientSecret.client_id == client_id).values(**values)
+        )
 
 
 def test_unknown_client_is_a_bare_invalid_client(live_issuer):
@@ -93,7 +99,10 @@ def test_revoked_secret_says_when(live_issuer):
     _set_secret(live_issuer, creds.client_id, revoked_at=revoked_at)
     response = live_issuer.token(creds)
     _assert_error(
-        response, 401, "invalid_client", f"the client secret was revoked at {format_time(revoked_at)}"
+        response,
+        401,
+        "invalid_client",
+        f"the client secret was revoked at {format_time(revoked_at)}",
     )
 
 
@@ -113,9 +122,7 @@ def test_inactive_owner_is_invalid_grant_naming_the_state(live_issuer, status):
     creds = live_issuer.create_client()
     live_issuer.set_user_status(creds.user, status)
     response = live_issuer.token(creds)
-    _assert_error(
-        response, 400, "invalid_grant", f"the user associated with this key is {status}"
-    )
+    _assert_error(response, 400, "invalid_grant", f"the user associated with this key is {status}")
 
 
 def test_suspended_tenant_is_invalid_grant(live_issuer):

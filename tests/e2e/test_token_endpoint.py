@@ -6,11 +6,10 @@ import jwt
 import pytest
 import requests
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from issuer.db import transaction
 from issuer.models import AuditEvent, Client
-
-from sqlalchemy.engine import make_url
 
 from ..conftest import TcpProxy, make_settings, prepared_app, start_live_server
 
@@ -81,9 +80,13 @@ def _counts(live_issuer) -> tuple[int, int]:
 
 BAD_REQUESTS = {
     "get": dict(method="GET", status=405, error="invalid_request"),
-    "json-body": dict(json={"grant_type": "client_credentials"}, status=400, error="invalid_request"),
+    "json-body": dict(
+        json={"grant_type": "client_credentials"}, status=400, error="invalid_request"
+    ),
     "missing-grant-type": dict(data={"scope": "orders:read"}, status=400, error="invalid_request"),
-    "unknown-grant-type": dict(data={"grant_type": "password"}, status=400, error="unsupported_grant_type"),
+    "unknown-grant-type": dict(
+        data={"grant_type": "password"}, status=400, error="unsupported_grant_type"
+    ),
     "duplicated-grant-type": dict(
         data=[("grant_type", "client_credentials"), ("grant_type", "client_credentials")],
         status=400,
@@ -95,7 +98,9 @@ BAD_REQUESTS = {
         error="invalid_request",
     ),
     "oversized-body": dict(
-        data={"grant_type": "client_credentials", "scope": "x" * 100_000}, status=413, error="invalid_request"
+        data={"grant_type": "client_credentials", "scope": "x" * 100_000},
+        status=413,
+        error="invalid_request",
     ),
     "non-utf8-form": dict(
         data=b"grant_type=client_credentials&scope=%ff%fe",
@@ -114,7 +119,11 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(live_issuer, case):
     status, error = case.pop("status"), case.pop("error")
     method = case.pop("method", "POST")
     response = requests.request(
-        method, live_issuer.token_url, auth=(creds.client_id, creds.client_secret), timeout=10, **case
+        method,
+        live_issuer.token_url,
+        auth=(creds.client_id, creds.client_secret),
+        timeout=10,
+        **case,
     )
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == "application/json"
@@ -130,7 +139,11 @@ def test_two_authentication_methods_in_one_request_is_invalid_request(live_issue
     creds = live_issuer.create_client()
     response = requests.post(
         live_issuer.token_url,
-        data={"grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
         auth=(creds.client_id, creds.client_secret),
         timeout=10,
     )
@@ -155,11 +168,17 @@ def test_wrong_registered_method_is_told_after_proof(live_issuer):
     creds = live_issuer.create_client()  # registered for client_secret_basic
     response = requests.post(
         live_issuer.token_url,
-        data={"grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
         timeout=10,
     )
     assert response.status_code == 401
-    assert response.json()["error_description"] == "this client authenticates with client_secret_basic"
+    assert (
+        response.json()["error_description"] == "this client authenticates with client_secret_basic"
+    )
 
 
 @pytest.fixture
@@ -176,7 +195,9 @@ def outage(database_url, kek, tmp_path):
         real = make_url(database_url)
         proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
         url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    live = start_live_server(lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base)))
+    live = start_live_server(
+        lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base))
+    )
 
     def take_database_away() -> None:
         if proxy is not None:

@@ -66,7 +66,9 @@ def test_authlib_client_token_verifies_with_pyjwkclient_every_claim(live_issuer)
     assert claims["nbf"] == claims["iat"]
     assert claims["exp"] == claims["iat"] + 120
     assert len(claims["jti"]) >= 16
-    assert header["kid"] in {k["kid"] for k in requests.get(live_issuer.jwks_url, timeout=10).json()["keys"]}
+    assert header["kid"] in {
+        k["kid"] for k in requests.get(live_issuer.jwks_url, timeout=10).json()["keys"]
+    }
 
 
 def test_client_secret_post_with_requests_oauthlib(live_issuer, monkeypatch):
@@ -106,7 +108,9 @@ def test_joserfc_verifies_the_token_independently(live_issuer):
     assert decoded.claims["scope"] == "orders:write"
 
 
-@pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"])
+@pytest.mark.parametrize(
+    "path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
+)
 def test_discovery_points_verifiers_at_the_jwks(live_issuer, path):
     metadata = requests.get(live_issuer.url + path, timeout=10).json()
     assert metadata["issuer"] == live_issuer.url
