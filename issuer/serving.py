@@ -51,6 +51,7 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -119,6 +120,7 @@ def run(
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "keyswap",
+            "control_socket_disable": True,
         }
         GunicornServer(app, options).run()
     finally:
