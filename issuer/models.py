@@ -78,6 +78,8 @@ class Tenant(Base):
     status: Mapped[TenantStatus] = mapped_column(_enum(TenantStatus), default=TenantStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Tokens issued at or before this time are inactive (set on suspension and revocation).
+    tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class User(Base):
@@ -92,6 +94,9 @@ class User(Base):
     status: Mapped[UserStatus] = mapped_column(_enum(UserStatus), default=UserStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Tokens issued at or before this time are inactive (set on any status change away
+    #: from active, and by ``keyswap tokens revoke --user``); reactivation leaves it.
+    tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 
@@ -110,10 +115,12 @@ class Client(Base):
         _enum(AuthMethod), default=AuthMethod.CLIENT_SECRET_BASIC
     )
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     can_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     owner: Mapped[User] = relationship(lazy="joined")
     secrets: Mapped[list[ClientSecret]] = relationship(
@@ -155,6 +162,14 @@ class SigningKey(Base):
             sqlite_where=text("state = 'active'"),
             postgresql_where=text("state = 'active'"),
         ),
+        # ... and at most one waiting to sign, so concurrent rotations cannot stack keys.
+        Index(
+            "uq_signing_keys_one_next",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'next'"),
+            postgresql_where=text("state = 'next'"),
+        ),
     )
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -163,6 +178,8 @@ class SigningKey(Base):
     sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[KeyState] = mapped_column(_enum(KeyState), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When a ``next`` key starts signing: after verifiers' JWKS caches have it.
+    activates_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -179,3 +196,24 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class RevokedToken(Base):
+    """A single revoked access token, kept only until it would have expired (RFC 7009)."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsedAssertion(Base):
+    """A ``private_key_jwt`` assertion already presented, kept until it expires (RFC 7523 §3)."""
+
+    __tablename__ = "used_assertions"
+
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
