@@ -17,6 +17,8 @@ from .storage import add_audit_event
 
 TOKEN_ISSUED = "token.issued"
 TOKEN_DENIED = "token.denied"
+TOKEN_REVOKED = "token.revoked"
+TOKENS_REVOKED = "tokens.revoked"
 TENANT_CREATED = "tenant.created"
 TENANT_SUSPENDED = "tenant.suspended"
 TENANT_ACTIVATED = "tenant.activated"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
+import jwt
 from sqlalchemy.orm import Session, sessionmaker
 
 from jwks import KeyPair, PublishedJwks, Sealer, generate_key, load_key_pair, private_key_bytes
@@ -92,6 +94,7 @@ class KeyRing:
         self._lock = threading.Lock()
         self._signer: KeyPair | None = None
         self._published: PublishedJwks | None = None
+        self._verifiers: Mapping[str, tuple[Any, str]] = {}
         self._checked_at = float("-inf")
 
     def signer(self) -> KeyPair:
@@ -107,6 +110,33 @@ class KeyRing:
         if self._published is None:
             raise NoSigningKey("no signing keys")
         return self._published
+
+    def verify(self, token: str, *, issuer: str, typ: str) -> dict[str, Any] | None:
+        """Return the claims of a token this issuer signed with a published key, or None.
+
+        Checks the signature, ``typ``, ``iss``, ``exp`` and ``nbf``; never the audience,
+        which is the resource server's business. Any defect gives None: callers treat an
+        unverifiable token as unknown (RFC 7009 §2.2, RFC 7662 §2.2).
+        """
+        self._refresh_if_stale()
+        try:
+            header = jwt.get_unverified_header(token)
+            key, alg = self._verifiers[header["kid"]]
+            if header.get("typ", "").lower() != typ or header.get("alg") != alg:
+                return None
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=issuer,
+                options={
+                    "verify_aud": False,
+                    "require": ["iss", "sub", "exp", "iat", "jti", "client_id"],
+                },
+            )
+        except (jwt.InvalidTokenError, KeyError, TypeError):
+            return None
+        return claims
 
     def reload(self) -> None:
         """Re-read the key table now (after a rotation in this process, say)."""
@@ -145,5 +175,8 @@ class KeyRing:
         kids = frozenset(row.kid for row in published)
         if self._published is None or self._published.kids != kids:
             self._published = PublishedJwks(row.public_jwk for row in published)
+            self._verifiers = {
+                row.kid: (jwt.PyJWK(dict(row.public_jwk)).key, row.alg) for row in published
+            }
         self._signer = signer
         self._checked_at = self._clock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from . import events
 from .db import utcnow
 from .hashing import SecretHasher, new_secret
 from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
+from .revocation import revoke_jti
 from .storage import (
     Conflict,
     add_client,
@@ -64,6 +66,10 @@ def set_tenant_status(
     if tenant.status is not status:
         tenant.status = status
         tenant.status_changed_at = utcnow()
+        if status is not TenantStatus.ACTIVE:
+            # Every token of every user in the tenant goes inactive now, and stays so after
+            # reactivation: a suspension is not undone by lifting it.
+            tenant.tokens_revoked_before = tenant.status_changed_at
         action = (
             events.TENANT_SUSPENDED if status is TenantStatus.SUSPENDED else events.TENANT_ACTIVATED
         )
@@ -98,6 +104,8 @@ def set_user_status(
     if user.status is not status:
         user.status = status
         user.status_changed_at = utcnow()
+        if status is not UserStatus.ACTIVE:
+            user.tokens_revoked_before = user.status_changed_at
         events.record(
             session,
             events.user_status_event(status.value),
@@ -192,7 +200,45 @@ def disable_client(
     if client.enabled:
         client.enabled = False
         client.disabled_at = utcnow()
+        client.tokens_revoked_before = client.disabled_at
         events.record(
             session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason
         )
     return client
+
+
+def revoke_user_tokens(
+    session: Session, name: str, *, actor: str, reason: str | None = None
+) -> User:
+    """Make every token issued so far to ``name``'s credentials inactive."""
+    user = get_user(session, name)
+    user.tokens_revoked_before = utcnow()
+    events.record(session, events.TOKENS_REVOKED, f"user:{name}", actor=actor, reason=reason)
+    return user
+
+
+def revoke_client_tokens(
+    session: Session, client_id: str, *, actor: str, reason: str | None = None
+) -> Client:
+    """Make every token issued so far to ``client_id`` inactive."""
+    client = get_client(session, client_id)
+    client.tokens_revoked_before = utcnow()
+    events.record(session, events.TOKENS_REVOKED, f"client:{client_id}", actor=actor, reason=reason)
+    return client
+
+
+def revoke_token_id(
+    session: Session, jti: str, *, max_token_ttl: int, actor: str, reason: str | None = None
+) -> bool:
+    """Deny one token by its jti; kept for the longest lifetime a token can have."""
+    now = utcnow()
+    added = revoke_jti(
+        session,
+        jti=jti,
+        client_id="",
+        expires_at=now + timedelta(seconds=max_token_ttl),
+        now=now,
+    )
+    if added:
+        events.record(session, events.TOKEN_REVOKED, f"token:{jti}", actor=actor, reason=reason)
+    return added

@@ -23,6 +23,10 @@ def build_metadata(settings: Settings) -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": settings.token_endpoint,
         "jwks_uri": f"{issuer}/jwks.json",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         # keyswap has no authorization endpoint, so no response type is supported.

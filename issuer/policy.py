@@ -67,6 +67,14 @@ class TenantSuspended(Refusal):
     reason = "tenant_suspended"
 
 
+@dataclass(frozen=True)
+class TokenRevoked(Refusal):
+    """The token was issued at or before a revocation cutoff of its owner, client or tenant."""
+
+    cutoff: datetime
+    reason = "token_revoked"
+
+
 @dataclass(frozen=True, slots=True)
 class OwnerStatus:
     """The live state of a credential's owner and tenant, as read in this request."""
@@ -75,6 +83,8 @@ class OwnerStatus:
     user_status: UserStatus
     tenant: str
     tenant_status: TenantStatus
+    #: The later of the owner's and the tenant's revocation cutoffs.
+    tokens_revoked_before: datetime | None = None
 
 
 def check_credential(
@@ -103,3 +113,14 @@ def check_owner(owner: OwnerStatus) -> None:
         raise OwnerNotActive(owner.user_status)
     if owner.tenant_status is not TenantStatus.ACTIVE:
         raise TenantSuspended(owner.tenant)
+
+
+def check_issued_after(iat: int, *cutoffs: datetime | None) -> None:
+    """Raise TokenRevoked if a token issued at ``iat`` predates any revocation cutoff.
+
+    ``iat`` has whole seconds, so a token issued in the cutoff's own second counts as
+    before it: the comparison errs towards inactive, never towards a revived token.
+    """
+    for cutoff in cutoffs:
+        if cutoff is not None and iat <= int(cutoff.timestamp()):
+            raise TokenRevoked(cutoff)

@@ -9,18 +9,22 @@ Authlib error into keyswap's taxonomy so that one renderer writes every error bo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Request, Response
 from flask import request as flask_request
 from sqlalchemy.orm import Session
 
 from .client_auth import SecretAuthenticator, basic_method, post_method
 from .config import Settings
+from .db import utcnow
 from .errors import (
+    NO_STORE,
     InvalidClient,
     InvalidRequest,
     InvalidScope,
@@ -28,8 +32,17 @@ from .errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from .events import TOKEN_REVOKED, record
+from .grants import reject_repeated
+from .introspection import CredentialCheck, introspect
 from .keyring import KeyRing
+from .revocation import revoke_claims
 from .storage import ClientRecord, load_client_record
+from .tokens import ACCESS_TOKEN_TYP
+
+#: Client authentication methods accepted at the token, revocation and introspection endpoints.
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+_JSON_NO_STORE = [("Content-Type", "application/json"), *NO_STORE.items()]
 
 
 class _FormPayload(OAuth2Payload):  # type: ignore[misc]
@@ -105,13 +118,21 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__()
         self.settings = settings
         self.keyring = keyring
-        self._session = session
+        self.session = session
+        #: Live-status checks for credentials that are not registered clients (legacy keys).
+        self.credential_checks: list[CredentialCheck] = []
         self.register_client_auth_method("client_secret_basic", basic_method(authenticator))
         self.register_client_auth_method("client_secret_post", post_method(authenticator))
+        self.register_endpoint(_Revocation)
+        self.register_endpoint(_Introspection)
+
+    def read_token(self, token: str) -> dict[str, Any] | None:
+        """Return the verified claims of one of this issuer's access tokens, or None."""
+        return self.keyring.verify(token, issuer=self.settings.issuer, typ=ACCESS_TOKEN_TYP)
 
     def query_client(self, client_id: str) -> ClientRecord | None:
         """Read the client, its secrets, owner and tenant live, in one round trip."""
-        return load_client_record(self._session(), client_id)
+        return load_client_record(self.session(), client_id)
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Store nothing: access tokens are self-contained JWTs."""
@@ -146,6 +167,76 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         except OAuthError as error:
             raise _with_client(error, request) from None
         return self.handle_response(status, body, headers), grant
+
+    def endpoint_response(self, name: str) -> Response:
+        """Run the revocation or introspection endpoint for the current request."""
+        request = self.create_oauth2_request(None)
+        try:
+            reject_repeated(request.payload.datalist, repeatable=frozenset())
+            status, body, headers = self._endpoints[name][0](request)
+        except OAuth2Error as error:
+            raise _with_client(translate_error(error), request) from None
+        except OAuthError as error:
+            raise _with_client(error, request) from None
+        return cast(Response, self.handle_response(status, body, headers))
+
+
+class _Revocation(RevocationEndpoint):  # type: ignore[misc]
+    """RFC 7009: a client revokes one of its own access tokens."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token")
+
+    def authenticate_token(self, request: Any, client: Any) -> dict[str, Any] | None:
+        """Return the token's claims if it is one of ours, None if unknown."""
+        self.check_params(request, client)
+        claims: dict[str, Any] | None = self.server.read_token(request.form["token"])
+        if claims is not None and claims["client_id"] != client.client_id:
+            # RFC 7009 §2.1: the server verifies the token was issued to the requesting
+            # client; if not, the request is refused.
+            raise UnauthorizedClient("the token was not issued to this client")
+        return claims
+
+    def revoke_token(self, claims: dict[str, Any], request: Any) -> None:
+        """Deny the token's jti until it expires, and record who did it."""
+        session = self.server.session()
+        if revoke_claims(session, claims, utcnow()):
+            record(
+                session,
+                TOKEN_REVOKED,
+                f"token:{claims['jti']}",
+                actor=f"client:{claims['client_id']}",
+                reason="revoked by its client (RFC 7009)",
+            )
+        session.commit()
+
+    def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
+        """Answer 200 with an empty body, for unknown tokens too (RFC 7009 §2.2)."""
+        status, _body, _headers = super().create_endpoint_response(request)
+        return status, "", _JSON_NO_STORE
+
+
+class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+    """RFC 7662 for clients registered with ``--can-introspect``."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
+        """Authenticate the caller, check its permission, and answer about the token now."""
+        client = self.authenticate_endpoint_client(request)
+        if not client.record.can_introspect:
+            raise UnauthorizedClient(
+                "this client may not introspect tokens", status=403, reason="not_introspector"
+            )
+        self.check_params(request, client)
+        claims = self.server.read_token(request.form["token"])
+        body = introspect(
+            self.server.session(),
+            claims,
+            utcnow(),
+            other_credentials=tuple(self.server.credential_checks),
+        )
+        return 200, body, _JSON_NO_STORE
 
 
 def _with_client(error: OAuthError, request: Any) -> OAuthError:

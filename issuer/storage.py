@@ -60,6 +60,7 @@ class ClientRecord:
     enabled: bool
     disabled_at: datetime | None
     can_introspect: bool
+    tokens_revoked_before: datetime | None
     owner: OwnerStatus
     secrets: tuple[SecretRecord, ...]
 
@@ -75,10 +76,13 @@ _CLIENT_RECORD_QUERY = (
         Client.enabled,
         Client.disabled_at,
         Client.can_introspect,
+        Client.tokens_revoked_before,
         User.id,
         User.status,
+        User.tokens_revoked_before,
         Tenant.name,
         Tenant.status,
+        Tenant.tokens_revoked_before,
         ClientSecret.secret_hash,
         ClientSecret.expires_at,
         ClientSecret.revoked_at,
@@ -106,11 +110,21 @@ def load_client_record(session: Session, client_id: str) -> ClientRecord | None:
         enabled=first[6],
         disabled_at=first[7],
         can_introspect=first[8],
+        tokens_revoked_before=first[9],
         owner=OwnerStatus(
-            user_id=first[9], user_status=first[10], tenant=first[11], tenant_status=first[12]
+            user_id=first[10],
+            user_status=first[11],
+            tenant=first[13],
+            tenant_status=first[14],
+            tokens_revoked_before=_latest(first[12], first[15]),
         ),
-        secrets=tuple(SecretRecord(r[13], r[14], r[15]) for r in rows if r[13] is not None),
+        secrets=tuple(SecretRecord(r[16], r[17], r[18]) for r in rows if r[16] is not None),
     )
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
 
 
 # --- tenants -------------------------------------------------------------------------

@@ -22,30 +22,22 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from issuer import create_app
 from issuer.app import Keyswap
 from issuer.config import Settings
-from issuer.db import transaction, upgrade_schema
+from issuer.db import Base, transaction, upgrade_schema
 from issuer.keyring import ensure_signing_key
 from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
-from issuer.models import (
-    AuditEvent,
-    AuthMethod,
-    Client,
-    ClientSecret,
-    Tenant,
-    TenantStatus,
-    User,
-    UserKind,
-    UserStatus,
-)
+from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
 from issuer.storage import NotFound, get_user
 
 TEST_DATABASE_URL = os.environ.get("KEYSWAP_TEST_DATABASE_URL", "")
+#: Tables the per-test cleanup keeps: the session-wide server's signing keys.
+KEPT_TABLES = frozenset({"signing_keys"})
 _real_connect = socket.socket.connect
 
 
@@ -197,8 +189,9 @@ def settings(live_server: LiveServer) -> Settings:
 def db(live_server: LiveServer) -> Iterator[None]:
     """Empty every table but the signing keys before the test."""
     with transaction(live_server.keyswap.sessions) as session:
-        for model in (AuditEvent, ClientSecret, Client, User, Tenant):
-            session.execute(delete(model))
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name not in KEPT_TABLES:
+                session.execute(table.delete())
     yield
 
 

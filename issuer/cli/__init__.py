@@ -13,7 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import clients, db, serve, tenants, users
+from . import clients, db, serve, tenants, tokens, users
 
 
 class KeyswapGroup(FlaskGroup):
@@ -51,7 +51,7 @@ def cli() -> None:
     """
 
 
-for group in (db.group, tenants.group, users.group, clients.group):
+for group in (db.group, tenants.group, users.group, clients.group, tokens.group):
     cli.add_command(group)
 cli.add_command(serve.serve_command)
 cli.add_command(serve.demo_command)

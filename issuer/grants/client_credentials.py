@@ -7,7 +7,6 @@ resource are resolved; only then is a token signed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
@@ -16,16 +15,7 @@ from ..db import utcnow
 from ..errors import NO_STORE, OWNER_INACTIVE, TENANT_SUSPENDED, InvalidGrant, InvalidRequest
 from ..policy import OwnerNotActive, Refusal, TenantSuspended, check_owner
 from ..tokens import IssuedToken, clamp_ttl, mint_access_token, resolve_audience, resolve_scopes
-
-# RFC 8707 §2 allows several "resource" parameters; every other one appears at most once.
-REPEATABLE = frozenset({"resource"})
-
-
-def reject_repeated(datalist: Mapping[str, Sequence[str]]) -> None:
-    """Refuse a request that repeats a parameter (RFC 6749 §3.2: MUST NOT ... more than once)."""
-    for name, values in datalist.items():
-        if len(values) > 1 and name not in REPEATABLE:
-            raise InvalidRequest(f"parameter {name} is repeated")
+from . import reject_repeated
 
 
 def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) -> Exception:

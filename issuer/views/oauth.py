@@ -42,3 +42,22 @@ def token() -> Response:
         jti=claims["jti"],
     )
     return response
+
+
+def _endpoint(name: str) -> Response:
+    keyswap = current_keyswap()
+    if request.mimetype != FORM:
+        raise InvalidRequest(f"this endpoint takes {FORM} bodies")
+    return keyswap.server.endpoint_response(name)
+
+
+@bp.post("/oauth/revoke")
+def revoke() -> Response:
+    """Revoke one of the calling client's tokens (RFC 7009); 200 for unknown tokens."""
+    return _endpoint("revocation")
+
+
+@bp.post("/oauth/introspect")
+def introspect() -> Response:
+    """Tell an introspecting client whether a token is active now (RFC 7662)."""
+    return _endpoint("introspection")

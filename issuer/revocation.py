@@ -1,0 +1,52 @@
+"""Token revocation (RFC 7009) and the jti denylist that introspection consults.
+
+A revoked token is remembered by its ``jti`` only until its own ``exp``; after that it is
+inactive anyway, so rows are pruned and the table does not grow with issuance volume.
+Whole groups of tokens (a user's, a client's, a tenant's, a legacy key's) are revoked
+without enumerating them, by a cutoff time compared with ``iat`` (see ``policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .models import RevokedToken
+
+
+def revoke_jti(
+    session: Session, *, jti: str, client_id: str, expires_at: datetime, now: datetime
+) -> bool:
+    """Add ``jti`` to the denylist until ``expires_at``; False if it was already there."""
+    prune_revoked(session, now)
+    if session.get(RevokedToken, jti) is not None:
+        return False
+    session.add(RevokedToken(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=now))
+    session.flush()
+    return True
+
+
+def revoke_claims(session: Session, claims: Mapping[str, Any], now: datetime) -> bool:
+    """Revoke the token whose verified claims are ``claims``."""
+    return revoke_jti(
+        session,
+        jti=str(claims["jti"]),
+        client_id=str(claims["client_id"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        now=now,
+    )
+
+
+def is_revoked(session: Session, jti: str) -> bool:
+    """Tell whether ``jti`` is on the denylist."""
+    return session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
+
+
+def prune_revoked(session: Session, now: datetime) -> int:
+    """Forget revoked tokens that have expired by now; return how many."""
+    result = session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
