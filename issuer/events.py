@@ -25,6 +25,7 @@ TENANT_ACTIVATED = "tenant.activated"
 USER_CREATED = "user.created"
 CLIENT_CREATED = "client.created"
 CLIENT_DISABLED = "client.disabled"
+SECRET_ROTATED = "client.secret_rotated"
 KEY_CREATED = "key.created"
 
 issuance_log = logging.getLogger("keyswap.issuance")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -155,6 +155,7 @@ def register_client(
     auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
     jwks: dict[str, Any] | None = None,
     can_introspect: bool = False,
+    secret_ttl: int | None = None,
     actor: str,
 ) -> NewClient:
     """Register a client for an active owner and give it its first secret."""
@@ -179,7 +180,7 @@ def register_client(
     secret = None
     if auth_method is not AuthMethod.PRIVATE_KEY_JWT:
         secret = new_secret()
-        add_secret(session, client, hasher.hash(secret))
+        add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl))
     events.record(
         session,
         events.CLIENT_CREATED,
@@ -242,3 +243,46 @@ def revoke_token_id(
     if added:
         events.record(session, events.TOKEN_REVOKED, f"token:{jti}", actor=actor, reason=reason)
     return added
+
+
+def _expiry(ttl: int | None) -> datetime | None:
+    if ttl is None:
+        return None
+    if ttl < 1:
+        raise InvalidValue("a secret lifetime must be at least 1 second")
+    return utcnow() + timedelta(seconds=ttl)
+
+
+def rotate_secret(
+    session: Session,
+    hasher: SecretHasher,
+    client_id: str,
+    *,
+    grace: int,
+    secret_ttl: int | None = None,
+    actor: str,
+) -> tuple[Client, str, datetime]:
+    """Give a client a new secret; its current secrets keep working for ``grace`` seconds.
+
+    Returns the client, the new secret (shown once) and when the old ones stop working.
+    """
+    if grace < 0:
+        raise InvalidValue("the grace period cannot be negative")
+    client = get_client(session, client_id)
+    if client.auth_method is AuthMethod.PRIVATE_KEY_JWT:
+        raise Conflict(f"client {client_id!r} authenticates with private_key_jwt; it has no secret")
+    now = utcnow()
+    old_until = now + timedelta(seconds=grace)
+    for old in client.secrets:
+        if old.revoked_at is None and (old.expires_at is None or old.expires_at > old_until):
+            old.expires_at = old_until
+    secret = new_secret()
+    add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl))
+    events.record(
+        session,
+        events.SECRET_ROTATED,
+        f"client:{client_id}",
+        actor=actor,
+        old_secrets_expire_at=old_until.isoformat(),
+    )
+    return client, secret, old_until

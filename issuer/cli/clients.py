@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
 from flask.cli import AppGroup
 
 from ..app import current_keyswap
-from ..lifecycle import disable_client, register_client
+from ..db import utcnow
+from ..lifecycle import disable_client, register_client, rotate_secret
 from ..models import AuthMethod, Client
 from ..storage import list_clients
 from .context import actor, session
@@ -19,8 +21,24 @@ group = AppGroup("clients", help="Manage OAuth clients.")
 SECRET_METHODS = [AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.CLIENT_SECRET_POST.value]
 
 
+EXPIRING_SOON = timedelta(days=7)
+
+
+def _secret_expiry(client: Client) -> datetime | None:
+    now = utcnow()
+    live = [
+        s.expires_at
+        for s in client.secrets
+        if s.revoked_at is None and (s.expires_at is None or s.expires_at > now)
+    ]
+    if not live or None in live:
+        return None
+    return max(t for t in live if t is not None)
+
+
 def client_view(client: Client) -> dict[str, Any]:
     """Return what commands print about a client (never a secret)."""
+    expiry = _secret_expiry(client)
     return {
         "client_id": client.id,
         "owner": client.owner.name,
@@ -31,6 +49,8 @@ def client_view(client: Client) -> dict[str, Any]:
         "auth_method": client.auth_method,
         "enabled": client.enabled,
         "can_introspect": client.can_introspect,
+        "secrets_expire_at": expiry,
+        "expiring_soon": expiry is not None and expiry - utcnow() < EXPIRING_SOON,
         "created_at": client.created_at,
     }
 
@@ -47,6 +67,7 @@ def client_view(client: Client) -> dict[str, Any]:
     show_default=True,
 )
 @click.option("--can-introspect", is_flag=True, help="May call the introspection endpoint.")
+@click.option("--secret-ttl", type=click.IntRange(min=1), help="Secret lifetime in seconds.")
 @json_option
 def clients_create(
     owner: str,
@@ -55,6 +76,7 @@ def clients_create(
     token_ttl: int | None,
     auth_method: str,
     can_introspect: bool,
+    secret_ttl: int | None,
 ) -> dict[str, Any]:
     """Register a client; its secret is printed once and never again."""
     keyswap = current_keyswap()
@@ -69,6 +91,7 @@ def clients_create(
             max_token_ttl=keyswap.settings.max_token_ttl,
             auth_method=AuthMethod(auth_method),
             can_introspect=can_introspect,
+            secret_ttl=secret_ttl,
             actor=actor(),
         )
         return {
@@ -94,3 +117,24 @@ def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
     """Disable CLIENT_ID: its credentials are refused from now on."""
     with session() as s:
         return client_view(disable_client(s, client_id, actor=actor(), reason=reason))
+
+
+@group.command("rotate-secret")
+@click.argument("client_id")
+@click.option(
+    "--grace",
+    type=click.IntRange(min=0),
+    default=86400,
+    show_default=True,
+    help="Seconds the current secrets keep working.",
+)
+@click.option("--secret-ttl", type=click.IntRange(min=1), help="New secret's lifetime in seconds.")
+@json_option
+def clients_rotate_secret(client_id: str, grace: int, secret_ttl: int | None) -> dict[str, Any]:
+    """Issue a new secret for CLIENT_ID (printed once); old ones expire after the grace."""
+    keyswap = current_keyswap()
+    with session() as s:
+        client, secret, old_until = rotate_secret(
+            s, keyswap.hasher, client_id, grace=grace, secret_ttl=secret_ttl, actor=actor()
+        )
+        return {"client_id": client.id, "client_secret": secret, "old_secrets_expire_at": old_until}
