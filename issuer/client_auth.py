@@ -1,6 +1,6 @@
-"""Client authentication at the token endpoint: client_secret_basic and client_secret_post.
+"""Client authentication: client_secret_basic/post (RFC 6749 §2.3.1), private_key_jwt (RFC 7523).
 
-RFC 6749 §2.3.1. Functions here plug into Authlib's ``ClientAuthentication`` registry
+Functions here plug into Authlib's ``ClientAuthentication`` registry
 (``server.py`` registers them). Until a caller proves possession of a real secret it
 learns nothing but a bare ``invalid_client``; after that, the credential's own state
 (expired, revoked, client disabled) is told precisely (CONTRACT.md "Errors").
@@ -12,10 +12,20 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 from urllib.parse import unquote_plus
 
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import utcnow
 from .errors import (
     CLIENT_DISABLED,
     SECRET_EXPIRED,
@@ -25,7 +35,7 @@ from .errors import (
     format_time,
 )
 from .hashing import SecretHasher
-from .models import AuthMethod
+from .models import AuthMethod, UsedAssertion
 from .policy import ClientDisabled, CredentialExpired, CredentialRevoked, Refusal, check_credential
 from .storage import ClientRecord
 
@@ -181,3 +191,102 @@ def post_method(authenticator: SecretAuthenticator) -> Callable[[QueryClient, An
         return authenticator.authenticate(record, secret, AuthMethod.CLIENT_SECRET_POST)
 
     return authenticate_post
+
+
+# RFC 7523 client assertions: asymmetric algorithms only (RFC 8725 §3.1).
+ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+#: The longest an assertion may live (exp - iat): an hour, which is what common client
+#: libraries (Authlib among them) sign by default; the replay store keeps a jti that long.
+MAX_ASSERTION_LIFETIME = 3600
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
+    """``private_key_jwt``: Authlib's RFC 7523 assertion check with keyswap's rules.
+
+    The assertion's ``aud`` must be the token endpoint or the issuer, its lifetime at most
+    an hour, its algorithm asymmetric, and its ``jti`` unused (replay is refused);
+    the key comes from the client's registered JWK Set.
+    """
+
+    CLIENT_AUTH_METHOD = AuthMethod.PRIVATE_KEY_JWT.value
+
+    def __init__(
+        self,
+        *,
+        audiences: list[str],
+        session: Callable[[], Session],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self._audiences = audiences
+        self._session = session
+        self._clock = clock
+
+    def get_audiences(self) -> list[str]:
+        """Accept the token endpoint URL and the issuer identifier (RFC 7523 §3)."""
+        return self._audiences
+
+    def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
+        """Return the client's registered public keys."""
+        if client.auth_method is not AuthMethod.PRIVATE_KEY_JWT or not client.jwks:
+            raise InvalidClientError(description="client has no registered keys")
+        return KeySet.import_key_set(cast(Any, client.jwks))
+
+    def process_assertion_claims(self, assertion: str, key: Any) -> Any:
+        """Verify the signature with an allowed algorithm, then the claims."""
+        try:
+            token = jose_jwt.decode(assertion, key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError) as exc:
+            raise InvalidClientError(description=f"bad assertion: {exc}") from exc
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims: Any) -> None:
+        """Bound the assertion's lifetime before Authlib's checks and the replay check."""
+        exp, iat = claims.get("exp"), claims.get("iat")
+        now = int(self._clock().timestamp())
+        if not isinstance(exp, int) or exp - (iat if isinstance(iat, int) else now) > (
+            MAX_ASSERTION_LIFETIME
+        ):
+            raise InvalidClientError(description="assertion lifetime too long or no exp")
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        """Record the jti until the assertion expires; False if it was seen (a replay)."""
+        if not isinstance(jti, str) or not jti or len(jti) > 200:
+            return False
+        session = self._session()
+        now = self._clock()
+        session.execute(delete(UsedAssertion).where(UsedAssertion.expires_at <= now))
+        try:
+            with session.begin_nested():
+                session.add(
+                    UsedAssertion(
+                        jti=jti,
+                        client_id=str(claims["sub"]),
+                        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                    )
+                )
+        except IntegrityError:
+            return False
+        session.commit()
+        return True
+
+    def authenticate_client(self, client: ClientRecord) -> AuthenticatedClient:
+        """Check the proved client's own state, as for secrets."""
+        if client.auth_method is not AuthMethod.PRIVATE_KEY_JWT:
+            raise InvalidClient(
+                f"this client authenticates with {client.auth_method.value}",
+                reason="wrong_auth_method",
+            )
+        try:
+            check_credential(
+                now=self._clock(),
+                expires_at=None,
+                revoked_at=None,
+                client_enabled=client.enabled,
+                client_disabled_at=client.disabled_at,
+            )
+        except Refusal as fact:
+            raise refuse_credential(fact) from None
+        return AuthenticatedClient(record=client, method=self.CLIENT_AUTH_METHOD)

@@ -133,6 +133,29 @@ def _check_audiences(audiences: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(audiences))
 
 
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def check_public_jwks(jwks: Any) -> dict[str, Any]:
+    """Validate a client's JWK Set: asymmetric public keys only (RFC 7517 §5, RFC 7523)."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise InvalidValue('a JWK Set is a JSON object {"keys": [...]} with at least one key')
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in {"EC", "RSA", "OKP"}:
+            raise InvalidValue("client keys must be EC, RSA or OKP public keys")
+        if _PRIVATE_MEMBERS & key.keys():
+            raise InvalidValue("the JWK Set holds private key material; register public keys only")
+    try:
+        KeySet.import_key_set(jwks)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidValue(f"the JWK Set is not valid: {exc}") from None
+    return {"keys": keys}
+
+
 def _check_scopes(scope: str) -> str:
     scopes = list(dict.fromkeys(scope.split()))
     if not scopes:
@@ -159,6 +182,10 @@ def register_client(
     actor: str,
 ) -> NewClient:
     """Register a client for an active owner and give it its first secret."""
+    if (auth_method is AuthMethod.PRIVATE_KEY_JWT) != (jwks is not None):
+        raise InvalidValue("private_key_jwt clients need a JWK Set (--jwks-file), and only they")
+    if jwks is not None:
+        jwks = check_public_jwks(jwks)
     user = get_user(session, owner)
     if user.status is not UserStatus.ACTIVE:
         raise Conflict(f"user {owner!r} is {user.status.value}; clients need an active owner")

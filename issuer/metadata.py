@@ -12,7 +12,8 @@ from typing import Any
 from .config import Settings
 
 GRANT_TYPES = ["client_credentials"]
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+ASSERTION_ALGS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
 
 
@@ -29,6 +30,7 @@ def build_metadata(settings: Settings) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         # keyswap has no authorization endpoint, so no response type is supported.
         "response_types_supported": [],
         "scopes_supported": [],

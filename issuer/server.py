@@ -20,7 +20,7 @@ from flask import Request, Response
 from flask import request as flask_request
 from sqlalchemy.orm import Session
 
-from .client_auth import SecretAuthenticator, basic_method, post_method
+from .client_auth import PrivateKeyJWT, SecretAuthenticator, basic_method, post_method
 from .config import Settings
 from .db import utcnow
 from .errors import (
@@ -41,7 +41,7 @@ from .storage import ClientRecord, load_client_record
 from .tokens import ACCESS_TOKEN_TYP
 
 #: Client authentication methods accepted at the token, revocation and introspection endpoints.
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 _JSON_NO_STORE = [("Content-Type", "application/json"), *NO_STORE.items()]
 
 
@@ -123,6 +123,10 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.credential_checks: list[CredentialCheck] = []
         self.register_client_auth_method("client_secret_basic", basic_method(authenticator))
         self.register_client_auth_method("client_secret_post", post_method(authenticator))
+        self.register_client_auth_method(
+            "private_key_jwt",
+            PrivateKeyJWT(audiences=[settings.token_endpoint, settings.issuer], session=session),
+        )
         self.register_endpoint(_Revocation)
         self.register_endpoint(_Introspection)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from flask.cli import AppGroup
 
 from ..app import current_keyswap
 from ..db import utcnow
-from ..lifecycle import disable_client, register_client, rotate_secret
+from ..lifecycle import InvalidValue, disable_client, register_client, rotate_secret
 from ..models import AuthMethod, Client
 from ..storage import list_clients
 from .context import actor, session
@@ -18,7 +19,7 @@ from .output import json_option
 
 group = AppGroup("clients", help="Manage OAuth clients.")
 
-SECRET_METHODS = [AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.CLIENT_SECRET_POST.value]
+AUTH_METHODS = [m.value for m in AuthMethod]
 
 
 EXPIRING_SOON = timedelta(days=7)
@@ -62,9 +63,15 @@ def client_view(client: Client) -> dict[str, Any]:
 @click.option("--token-ttl", type=click.IntRange(min=1), help="Token lifetime in seconds.")
 @click.option(
     "--auth-method",
-    type=click.Choice(SECRET_METHODS),
+    type=click.Choice(AUTH_METHODS),
     default=AuthMethod.CLIENT_SECRET_BASIC.value,
     show_default=True,
+    help="private_key_jwt (RFC 7523) is the recommended method: no shared secret.",
+)
+@click.option(
+    "--jwks-file",
+    type=click.File("r"),
+    help="The client's public JWK Set (JSON), for private_key_jwt.",
 )
 @click.option("--can-introspect", is_flag=True, help="May call the introspection endpoint.")
 @click.option("--secret-ttl", type=click.IntRange(min=1), help="Secret lifetime in seconds.")
@@ -75,11 +82,18 @@ def clients_create(
     audiences: tuple[str, ...],
     token_ttl: int | None,
     auth_method: str,
+    jwks_file: TextIO | None,
     can_introspect: bool,
     secret_ttl: int | None,
 ) -> dict[str, Any]:
-    """Register a client; its secret is printed once and never again."""
+    """Register a client; its secret (if it has one) is printed once and never again."""
     keyswap = current_keyswap()
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.load(jwks_file)
+        except ValueError as exc:
+            raise InvalidValue(f"--jwks-file is not JSON: {exc}") from None
     with session() as s:
         created = register_client(
             s,
@@ -90,6 +104,7 @@ def clients_create(
             token_ttl=token_ttl,
             max_token_ttl=keyswap.settings.max_token_ttl,
             auth_method=AuthMethod(auth_method),
+            jwks=jwks,
             can_introspect=can_introspect,
             secret_ttl=secret_ttl,
             actor=actor(),

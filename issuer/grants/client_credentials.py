@@ -30,7 +30,7 @@ def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
     """Issue an RFC 9068 access token to an authenticated client whose owner is active."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
     TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
 
     def validate_token_request(self) -> None:

@@ -120,4 +120,7 @@ def test_discovery_points_verifiers_at_the_jwks(live_issuer, path):
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     }
+    assert metadata["revocation_endpoint"] == f"{live_issuer.url}/oauth/revoke"
+    assert metadata["introspection_endpoint"] == f"{live_issuer.url}/oauth/introspect"

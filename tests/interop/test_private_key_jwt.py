@@ -1,0 +1,136 @@
+"""private_key_jwt (RFC 7523) with Authlib's client-side PrivateKeyJWT; replay, aud, lifetime."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+from joserfc.jwk import ECKey
+
+from issuer.cli import cli
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@pytest.fixture
+def key_client(live_issuer, tmp_path):
+    """A client registered through the CLI with the public half of an ES256 key."""
+    from issuer.db import transaction
+    from issuer.lifecycle import add_user
+
+    key = ECKey.generate_key("P-256", private=True)
+    jwks_file = tmp_path / "client-jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    with transaction(live_issuer.keyswap.sessions) as session:
+        add_user(session, "signer-svc", tenant="acme", actor="test")
+    result = live_issuer.app.test_cli_runner().invoke(
+        cli,
+        [
+            "clients", "create", "--owner", "signer-svc", "--scope", "orders:read",
+            "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file), "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)
+    assert created["client_secret"] is None
+    return created["client_id"], key
+
+
+def _post_assertion(live_issuer, client_id, assertion):
+    return requests.post(
+        live_issuer.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+        timeout=10,
+    )
+
+
+def test_authlib_private_key_jwt_client_gets_a_token(live_issuer, key_client):
+    client_id, key = key_client
+    with OAuth2Session(client_id, key, token_endpoint_auth_method="private_key_jwt") as session:
+        session.register_client_auth_method(PrivateKeyJWT(live_issuer.token_url, alg="ES256"))
+        token = session.fetch_token(live_issuer.token_url, grant_type="client_credentials")
+    claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == client_id
+    assert claims["sub"] == live_issuer.user_id("signer-svc")
+    assert claims["scope"] == "orders:read"
+
+
+def test_replayed_assertion_is_refused(live_issuer, key_client):
+    client_id, key = key_client
+    assertion = private_key_jwt_sign(key, client_id, live_issuer.token_url, alg="ES256")
+    assert _post_assertion(live_issuer, client_id, assertion).status_code == 200
+    replay = _post_assertion(live_issuer, client_id, assertion)
+    assert replay.status_code == 401
+    assert replay.json() == {
+        "error": "invalid_client",
+        "error_description": "client authentication failed",
+    }
+
+
+def test_issuer_identifier_is_an_accepted_audience(live_issuer, key_client):
+    client_id, key = key_client
+    assertion = private_key_jwt_sign(key, client_id, live_issuer.url, alg="ES256")
+    assert _post_assertion(live_issuer, client_id, assertion).status_code == 200
+
+
+def test_wrong_audience_is_refused(live_issuer, key_client):
+    client_id, key = key_client
+    assertion = private_key_jwt_sign(key, client_id, "https://other.example/token", alg="ES256")
+    assert _post_assertion(live_issuer, client_id, assertion).status_code == 401
+
+
+def test_long_lived_assertion_is_refused(live_issuer, key_client):
+    client_id, key = key_client
+    now = int(time.time())
+    assertion = private_key_jwt_sign(
+        key, client_id, live_issuer.token_url, alg="ES256", claims={"iat": now, "exp": now + 7200}
+    )
+    assert _post_assertion(live_issuer, client_id, assertion).status_code == 401
+
+
+def test_assertion_signed_by_another_key_is_refused(live_issuer, key_client):
+    client_id, _key = key_client
+    stranger = ECKey.generate_key("P-256", private=True)
+    assertion = private_key_jwt_sign(stranger, client_id, live_issuer.token_url, alg="ES256")
+    assert _post_assertion(live_issuer, client_id, assertion).status_code == 401
+
+
+def test_private_key_jwt_client_cannot_use_a_secret(live_issuer, key_client):
+    client_id, _key = key_client
+    response = requests.post(
+        live_issuer.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, "anything"),
+        timeout=10,
+    )
+    assert response.status_code == 401
+
+
+def test_clients_create_refuses_private_keys_in_the_jwks(live_issuer, tmp_path):
+    from issuer.db import transaction
+    from issuer.lifecycle import add_user
+
+    key = ECKey.generate_key("P-256", private=True)
+    jwks_file = tmp_path / "leaky.json"
+    jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=True)]}))
+    with transaction(live_issuer.keyswap.sessions) as session:
+        add_user(session, "leaky-svc", actor="test")
+    result = live_issuer.app.test_cli_runner().invoke(
+        cli,
+        [
+            "clients", "create", "--owner", "leaky-svc", "--scope", "a",
+            "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "private key material" in result.stderr
