@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask, Response, current_app, g
@@ -26,6 +27,7 @@ from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavaila
 from .grants.client_credentials import ClientCredentialsGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
+from .rotation import advance
 from .server import KeyswapServer
 
 if TYPE_CHECKING:
@@ -112,7 +114,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     sessions = make_session_factory(engine)
     sealer = Sealer(settings.key_encryption_key)
     hasher = SecretHasher(settings.key_encryption_key)
-    keyring = KeyRing(sessions, sealer, max_token_ttl=settings.max_token_ttl)
+    keyring = KeyRing(
+        sessions,
+        sealer,
+        max_token_ttl=settings.max_token_ttl,
+        refresh_interval=settings.key_refresh_interval,
+        on_refresh=partial(
+            advance, sessions, sealer, settings.rotation_schedule, alg=settings.signing_alg
+        ),
+    )
     server = KeyswapServer(
         settings, keyring, SecretAuthenticator(hasher, utcnow), session=request_session
     )

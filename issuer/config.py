@@ -11,10 +11,11 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jwks import InvalidKeyEncryptionKey, decode_kek, generate_kek
+from jwks import ALGORITHMS, InvalidKeyEncryptionKey, Schedule, decode_kek, generate_kek
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,13 @@ class Settings:
     redis_url: str | None = None
     jwks_max_age: int = 300
     max_request_bytes: int = 16 * 1024
+    signing_alg: str = "ES256"
+    #: How long a signing key signs before the next takes over; 0 turns automatic rotation off.
+    key_rotation_period: int = 30 * 24 * 3600
+    #: How long a new key is published before it signs (longer than verifiers cache the JWKS).
+    key_prepublish: int = 3600
+    #: How often a process re-reads the key table (and applies a due rotation step).
+    key_refresh_interval: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", _check_issuer(self.issuer))
@@ -89,11 +97,21 @@ class Settings:
             raise ConfigError("KEYSWAP_KEY_ENCRYPTION_KEY must decode to 32 bytes")
         if self.default_token_ttl > self.max_token_ttl:
             object.__setattr__(self, "default_token_ttl", self.max_token_ttl)
+        if self.signing_alg not in ALGORITHMS:
+            raise ConfigError(
+                f"KEYSWAP_SIGNING_ALG must be one of {', '.join(ALGORITHMS)}: {self.signing_alg!r}"
+            )
 
     @property
     def fallback_audience(self) -> str:
         """Return ``aud`` for credentials without audiences: the setting, else the issuer."""
         return self.default_audience or self.issuer
+
+    @property
+    def rotation_schedule(self) -> Schedule:
+        """Return the automatic rotation policy."""
+        period = timedelta(seconds=self.key_rotation_period) if self.key_rotation_period else None
+        return Schedule(period=period, prepublish=timedelta(seconds=self.key_prepublish))
 
     @property
     def token_endpoint(self) -> str:
@@ -121,6 +139,9 @@ class Settings:
             default_audience=env.get("KEYSWAP_DEFAULT_AUDIENCE") or "",
             max_token_ttl=_int(env, "KEYSWAP_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1),
             redis_url=env.get("KEYSWAP_REDIS_URL") or None,
+            signing_alg=env.get("KEYSWAP_SIGNING_ALG") or "ES256",
+            key_rotation_period=_int(env, "KEYSWAP_KEY_ROTATION_PERIOD", 30 * 24 * 3600),
+            key_prepublish=_int(env, "KEYSWAP_KEY_PREPUBLISH", 3600),
         )
 
 

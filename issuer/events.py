@@ -27,6 +27,8 @@ CLIENT_CREATED = "client.created"
 CLIENT_DISABLED = "client.disabled"
 SECRET_ROTATED = "client.secret_rotated"
 KEY_CREATED = "key.created"
+KEY_PUBLISHED = "key.published"
+KEY_ROTATED = "key.rotated"
 
 issuance_log = logging.getLogger("keyswap.issuance")
 

@@ -75,7 +75,11 @@ def is_published(row: SigningKey, now: datetime, max_token_ttl: int) -> bool:
 
 
 class KeyRing:
-    """The cached signer and JWK Set of one process, refreshed from the database."""
+    """The cached signer and JWK Set of one process, refreshed from the database.
+
+    ``on_refresh`` runs before each re-read: the app passes the rotation step, so every
+    process takes part in a scheduled rotation and the database decides who acts.
+    """
 
     def __init__(
         self,
@@ -85,7 +89,9 @@ class KeyRing:
         max_token_ttl: int,
         refresh_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[], object] | None = None,
     ) -> None:
+        self._on_refresh = on_refresh
         self._session_factory = session_factory
         self._sealer = sealer
         self._max_token_ttl = max_token_ttl
@@ -161,6 +167,8 @@ class KeyRing:
                 )
 
     def _load(self) -> None:
+        if self._on_refresh is not None:
+            self._on_refresh()
         now = utcnow()
         with self._session_factory() as session:
             rows = list_signing_keys(session)

@@ -253,9 +253,11 @@ def add_audit_event(
     return event
 
 
-def list_audit_events(session: Session, since: datetime | None = None) -> Sequence[AuditEvent]:
+def list_audit_events(
+    session: Session, since: datetime | None = None, limit: int | None = None
+) -> Sequence[AuditEvent]:
     """Return audit events, newest first, optionally only those at or after ``since``."""
-    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     return session.scalars(query).all()

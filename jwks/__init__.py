@@ -14,6 +14,7 @@ from .keys import (
     private_key_bytes,
     thumbprint,
 )
+from .rotation import KeyView, Promote, PublishNext, Schedule, next_step
 from .sealing import Sealer, decode_kek, derive_key, generate_kek
 
 __all__ = [
@@ -23,6 +24,10 @@ __all__ = [
     "JwksError",
     "KeyPair",
     "KeyUnsealError",
+    "KeyView",
+    "Promote",
+    "PublishNext",
+    "Schedule",
     "PublishedJwks",
     "Sealer",
     "UnsupportedAlgorithm",
@@ -32,6 +37,7 @@ __all__ = [
     "generate_kek",
     "generate_key",
     "load_key_pair",
+    "next_step",
     "private_key_bytes",
     "thumbprint",
 ]

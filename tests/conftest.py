@@ -79,24 +79,58 @@ def _refuse_non_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- database ------------------------------------------------------------------------
 
 
+class DatabaseFactory:
+    """Makes empty databases for this run: SQLite files, or databases on the test PostgreSQL."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self._created: list[str] = []
+        self._admin = None
+        if TEST_DATABASE_URL:
+            admin_url = make_url(TEST_DATABASE_URL).set(drivername="postgresql+psycopg")
+            self._admin_url = admin_url
+            self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+
+    @property
+    def is_postgres(self) -> bool:
+        """Tell whether the databases are PostgreSQL ones."""
+        return self._admin is not None
+
+    def create(self) -> str:
+        """Return the URL of a new, empty database."""
+        name = f"keyswap_test_{secrets.token_hex(4)}"
+        if self._admin is None:
+            return f"sqlite:///{self._tmp / (name + '.db')}"
+        try:
+            with self._admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # .ci/run checks PostgreSQL is up before the run
+            pytest.exit(f"KEYSWAP_TEST_DATABASE_URL is set but unusable: {exc}", returncode=3)
+        self._created.append(name)
+        return self._admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        """Drop every database this factory made."""
+        if self._admin is None:
+            return
+        with self._admin.connect() as conn:
+            for name in self._created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Yield the URL of an empty database for this test run."""
-    if not TEST_DATABASE_URL:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'keyswap.db'}"
-        return
-    admin_url = make_url(TEST_DATABASE_URL).set(drivername="postgresql+psycopg")
-    name = f"keyswap_test_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # the CI script fails before this if PostgreSQL is down
-        pytest.exit(f"KEYSWAP_TEST_DATABASE_URL is set but unusable: {exc}", returncode=3)
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    """Yield the factory of empty databases; they are dropped at the end of the run."""
+    factory = DatabaseFactory(tmp_path_factory.mktemp("db"))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def database_url(databases: DatabaseFactory) -> str:
+    """Return the URL of the session-wide server's database."""
+    return databases.create()
 
 
 @pytest.fixture(scope="session")
@@ -301,6 +335,31 @@ class LiveIssuer:
         return requests.post(
             self.token_url, data=data, auth=(creds.client_id, creds.client_secret), timeout=10
         )
+
+
+@pytest.fixture
+def isolated_issuer(
+    databases: DatabaseFactory, kek: bytes, tmp_path: Path
+) -> Iterator[Callable[..., LiveIssuer]]:
+    """Return a factory of issuers on their own new database, with settings changed.
+
+    For tests that change shared state (signing keys) or need settings of their own.
+    """
+    started: list[LiveServer] = []
+
+    def start(**changes: Any) -> LiveIssuer:
+        url = databases.create()
+        live = start_live_server(
+            lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base, **changes))
+        )
+        started.append(live)
+        return LiveIssuer(live)
+
+    yield start
+    for live in started:
+        live.server.shutdown()
+        live.server.server_close()
+        live.keyswap.engine.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import clients, db, serve, tenants, tokens, users
+from . import audit, clients, db, keys, serve, tenants, tokens, users
 
 
 class KeyswapGroup(FlaskGroup):
@@ -51,8 +51,9 @@ def cli() -> None:
     """
 
 
-for group in (db.group, tenants.group, users.group, clients.group, tokens.group):
+for group in (db.group, tenants.group, users.group, clients.group, tokens.group, keys.group):
     cli.add_command(group)
+cli.add_command(audit.audit)
 cli.add_command(serve.serve_command)
 cli.add_command(serve.demo_command)
 

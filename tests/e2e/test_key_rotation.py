@@ -1,0 +1,193 @@
+"""Signing-key rotation over HTTP: pre-publication, a verifier with a cached JWKS, retirement."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+
+import jwt
+import pytest
+import requests
+from sqlalchemy import select, update
+
+from issuer.cli import cli
+from issuer.db import transaction, utcnow
+from issuer.models import AuditEvent, KeyState, SigningKey
+
+
+class CountingJWKClient(jwt.PyJWKClient):
+    """PyJWT's JWKS client, counting its fetches."""
+
+    fetches = 0
+
+    def fetch_data(self):
+        self.fetches += 1
+        return super().fetch_data()
+
+
+def _kid(token: str) -> str:
+    return jwt.get_unverified_header(token)["kid"]
+
+
+def _token(issuer, creds) -> str:
+    response = issuer.token(creds)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def _verify(client: jwt.PyJWKClient, issuer, token: str) -> dict:
+    key = client.get_signing_key_from_jwt(token)
+    return jwt.decode(token, key.key, algorithms=[key.algorithm_name], audience=issuer.url)
+
+
+def _jwks_kids(issuer) -> set[str]:
+    return {k["kid"] for k in requests.get(issuer.jwks_url, timeout=10).json()["keys"]}
+
+
+def _move_clock(issuer, **values) -> None:
+    """Pretend time has passed for the key table (the window is an hour long)."""
+    with transaction(issuer.keyswap.sessions) as session:
+        session.execute(
+            update(SigningKey).where(SigningKey.state == values.pop("state")).values(**values)
+        )
+
+
+def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated_issuer):
+    issuer = isolated_issuer(key_prepublish=3600, key_refresh_interval=0)
+    creds = issuer.create_client()
+    old_token = _token(issuer, creds)
+    old_kid = _kid(old_token)
+
+    rotated = issuer.app.test_cli_runner().invoke(cli, ["keys", "rotate", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    new_kid = json.loads(rotated.stdout)["kid"]
+    assert json.loads(rotated.stdout)["state"] == "next"
+    # Published before it signs anything.
+    assert _jwks_kids(issuer) == {old_kid, new_kid}
+    assert _kid(_token(issuer, creds)) == old_kid
+
+    verifier = CountingJWKClient(issuer.jwks_url)
+    assert _verify(verifier, issuer, old_token)["client_id"] == creds.client_id
+    assert verifier.fetches == 1
+
+    _move_clock(issuer, state=KeyState.NEXT, activates_at=utcnow() - timedelta(seconds=1))
+    new_token = _token(issuer, creds)
+    assert _kid(new_token) == new_kid
+    # The verifier already holds the new key from its one fetch.
+    assert _verify(verifier, issuer, new_token)["client_id"] == creds.client_id
+    assert _verify(verifier, issuer, old_token)["client_id"] == creds.client_id
+    assert verifier.fetches == 1
+
+    listed = issuer.app.test_cli_runner().invoke(cli, ["keys", "list", "--json"])
+    states = {k["kid"]: k["state"] for k in json.loads(listed.stdout)}
+    assert states == {new_kid: "active", old_kid: "retired"}
+    assert _jwks_kids(issuer) == {old_kid, new_kid}
+
+    # Once every token the old key signed has expired, it leaves the JWKS.
+    max_ttl = issuer.keyswap.settings.max_token_ttl
+    _move_clock(
+        issuer, state=KeyState.RETIRED, retired_at=utcnow() - timedelta(seconds=max_ttl + 1)
+    )
+    assert _jwks_kids(issuer) == {new_kid}
+
+    with transaction(issuer.keyswap.sessions) as session:
+        actions = session.scalars(select(AuditEvent.action)).all()
+    assert "key.published" in actions and "key.rotated" in actions
+
+
+def test_second_rotation_while_one_waits_is_refused(isolated_issuer):
+    issuer = isolated_issuer(key_prepublish=3600)
+    runner = issuer.app.test_cli_runner()
+    assert runner.invoke(cli, ["keys", "rotate"]).exit_code == 0
+    second = runner.invoke(cli, ["keys", "rotate"])
+    assert second.exit_code == 1
+    assert "already published" in second.stderr
+
+
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
+def test_rotation_to_another_algorithm_verifies_with_pyjwkclient(isolated_issuer, alg):
+    issuer = isolated_issuer(key_prepublish=0, key_refresh_interval=0)
+    creds = issuer.create_client()
+    assert issuer.app.test_cli_runner().invoke(cli, ["keys", "rotate", "--alg", alg]).exit_code == 0
+    token = _token(issuer, creds)
+    assert jwt.get_unverified_header(token)["alg"] == alg
+    assert _verify(jwt.PyJWKClient(issuer.jwks_url), issuer, token)["sub"]
+
+
+def test_automatic_schedule_publishes_then_promotes(isolated_issuer):
+    issuer = isolated_issuer(key_rotation_period=86400, key_prepublish=3600, key_refresh_interval=0)
+    creds = issuer.create_client()
+    first_kid = _kid(_token(issuer, creds))
+    # The active key has signed for almost its whole period: a next key is published.
+    _move_clock(
+        issuer, state=KeyState.ACTIVE, activated_at=utcnow() - timedelta(seconds=86400 - 60)
+    )
+    assert _kid(_token(issuer, creds)) == first_kid
+    assert len(_jwks_kids(issuer)) == 2
+    _move_clock(issuer, state=KeyState.NEXT, activates_at=utcnow() - timedelta(seconds=1))
+    assert _kid(_token(issuer, creds)) != first_kid
+
+
+ROTATOR = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import timedelta
+    from issuer import create_app
+    from issuer.config import Settings
+    from issuer.db import transaction
+    from issuer.rotation import advance, rotate_now
+    from issuer.storage import Conflict
+
+    url, kek, start = sys.argv[1], bytes.fromhex(sys.argv[2]), float(sys.argv[3])
+    settings = Settings(data_dir=".", database_url=url, key_encryption_key=kek, key_prepublish=0)
+    app = create_app(settings)
+    ks = app.extensions["keyswap"]
+    while time.time() < start:
+        pass
+    published = promoted = 0
+    for _ in range(20):
+        try:
+            with transaction(ks.sessions) as session:
+                rotate_now(session, ks.sealer, alg="ES256", prepublish=timedelta(0), actor="race")
+            published += 1
+        except Exception:
+            pass
+        promoted += advance(ks.sessions, ks.sealer, settings.rotation_schedule)
+    print(published, promoted)
+    """
+)
+
+
+def test_two_processes_rotating_concurrently_leave_one_signer(isolated_issuer, kek, tmp_path):
+    import time
+
+    issuer = isolated_issuer()
+    url = issuer.keyswap.settings.database_url
+    start = time.time() + 1.5
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ROTATOR, url, kek.hex(), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    with transaction(issuer.keyswap.sessions) as session:
+        rows = session.scalars(select(SigningKey)).all()
+    states = [r.state for r in rows]
+    assert states.count(KeyState.ACTIVE) == 1
+    assert states.count(KeyState.NEXT) <= 1
+    total_promotions = sum(int(out.split()[1]) for out, _ in outputs)
+    assert total_promotions == states.count(KeyState.RETIRED)
+    assert total_promotions >= 1
