@@ -181,7 +181,7 @@ def test_two_processes_rotating_concurrently_leave_one_signer(isolated_issuer, k
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     with transaction(issuer.keyswap.sessions) as session:
         rows = session.scalars(select(SigningKey)).all()
