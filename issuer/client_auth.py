@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
+import requests
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt as jose_jwt
@@ -40,6 +44,7 @@ from .policy import ClientDisabled, CredentialExpired, CredentialRevoked, Refusa
 from .storage import ClientRecord
 
 QueryClient = Callable[[str], ClientRecord | None]
+log = logging.getLogger(__name__)
 
 # Markers of each way a client may present a credential in one request.
 _POST_SECRET = "client_secret"
@@ -200,6 +205,45 @@ ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 MAX_ASSERTION_LIFETIME = 3600
 
 
+class RemoteJwks:
+    """Client JWK Sets fetched from their ``jwks_uri``, cached per process.
+
+    A set is re-fetched after ``ttl`` seconds; a failed fetch keeps serving the last good
+    copy, and with none there is no key, so authentication fails closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        timeout: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._timeout = timeout
+        self._clock = clock
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str) -> dict[str, Any] | None:
+        """Return the JWK Set at ``uri``, from the cache while it is fresh."""
+        with self._lock:
+            cached = self._cache.get(uri)
+            if cached is not None and self._clock() - cached[0] < self._ttl:
+                return cached[1]
+            try:
+                response = requests.get(uri, timeout=self._timeout)
+                response.raise_for_status()
+                document = response.json()
+                if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+                    raise ValueError("not a JWK Set")
+            except (requests.RequestException, ValueError):
+                log.warning("cannot fetch client JWK Set from %s", uri, exc_info=True)
+                return cached[1] if cached is not None else None
+            self._cache[uri] = (self._clock(), document)
+            return document
+
+
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     """``private_key_jwt``: Authlib's RFC 7523 assertion check with keyswap's rules.
 
@@ -216,8 +260,10 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         audiences: list[str],
         session: Callable[[], Session],
         clock: Callable[[], datetime] = utcnow,
+        remote_jwks: RemoteJwks | None = None,
     ) -> None:
         super().__init__(validate_jti=True, leeway=30)
+        self._remote = remote_jwks or RemoteJwks()
         self._audiences = audiences
         self._session = session
         self._clock = clock
@@ -227,10 +273,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         return self._audiences
 
     def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
-        """Return the client's registered public keys."""
-        if client.auth_method is not AuthMethod.PRIVATE_KEY_JWT or not client.jwks:
-            raise InvalidClientError(description="client has no registered keys")
-        return KeySet.import_key_set(cast(Any, client.jwks))
+        """Return the client's registered public keys, inline or from its ``jwks_uri``."""
+        jwks = client.jwks
+        if jwks is None and client.jwks_uri:
+            jwks = self._remote.get(client.jwks_uri)
+        if client.auth_method is not AuthMethod.PRIVATE_KEY_JWT or not jwks:
+            raise InvalidClientError(description="client has no usable keys")
+        try:
+            return KeySet.import_key_set(cast(Any, jwks))
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidClientError(description=f"client keys unusable: {exc}") from exc
 
     def process_assertion_claims(self, assertion: str, key: Any) -> Any:
         """Verify the signature with an allowed algorithm, then the claims."""

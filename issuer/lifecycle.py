@@ -156,6 +156,15 @@ def check_public_jwks(jwks: Any) -> dict[str, Any]:
     return {"keys": keys}
 
 
+def _check_jwks_uri(uri: str) -> str:
+    from .config import is_loopback_host
+
+    parts = urlsplit(uri)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        return uri
+    raise InvalidValue("a jwks_uri must use https (http only for loopback hosts)")
+
+
 def _check_scopes(scope: str) -> str:
     scopes = list(dict.fromkeys(scope.split()))
     if not scopes:
@@ -177,15 +186,20 @@ def register_client(
     max_token_ttl: int,
     auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
     jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
     can_introspect: bool = False,
     secret_ttl: int | None = None,
     actor: str,
 ) -> NewClient:
     """Register a client for an active owner and give it its first secret."""
-    if (auth_method is AuthMethod.PRIVATE_KEY_JWT) != (jwks is not None):
-        raise InvalidValue("private_key_jwt clients need a JWK Set (--jwks-file), and only they")
+    if (auth_method is AuthMethod.PRIVATE_KEY_JWT) != ((jwks is None) != (jwks_uri is None)):
+        raise InvalidValue(
+            "private_key_jwt clients need one JWK Set (--jwks-file or --jwks-uri), and only they"
+        )
     if jwks is not None:
         jwks = check_public_jwks(jwks)
+    if jwks_uri is not None:
+        jwks_uri = _check_jwks_uri(jwks_uri)
     user = get_user(session, owner)
     if user.status is not UserStatus.ACTIVE:
         raise Conflict(f"user {owner!r} is {user.status.value}; clients need an active owner")
@@ -201,6 +215,7 @@ def register_client(
             token_ttl=token_ttl,
             auth_method=auth_method,
             jwks=jwks,
+            jwks_uri=jwks_uri,
             can_introspect=can_introspect,
         ),
     )

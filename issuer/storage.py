@@ -57,6 +57,7 @@ class ClientRecord:
     token_ttl: int | None
     auth_method: AuthMethod
     jwks: dict[str, Any] | None
+    jwks_uri: str | None
     enabled: bool
     disabled_at: datetime | None
     can_introspect: bool
@@ -73,6 +74,7 @@ _CLIENT_RECORD_QUERY = (
         Client.token_ttl,
         Client.auth_method,
         Client.jwks,
+        Client.jwks_uri,
         Client.enabled,
         Client.disabled_at,
         Client.can_introspect,
@@ -100,25 +102,31 @@ def load_client_record(session: Session, client_id: str) -> ClientRecord | None:
     if not rows:
         return None
     first = rows[0]
+    (
+        client_id, scopes, audiences, token_ttl, auth_method, jwks, jwks_uri, enabled,
+        disabled_at, can_introspect, client_cutoff, user_id, user_status, user_cutoff,
+        tenant, tenant_status, tenant_cutoff,
+    ) = first[:17]  # fmt: skip
     return ClientRecord(
-        client_id=first[0],
-        scopes=tuple(first[1].split()),
-        audiences=tuple(first[2] or ()),
-        token_ttl=first[3],
-        auth_method=first[4],
-        jwks=first[5],
-        enabled=first[6],
-        disabled_at=first[7],
-        can_introspect=first[8],
-        tokens_revoked_before=first[9],
+        client_id=client_id,
+        scopes=tuple(scopes.split()),
+        audiences=tuple(audiences or ()),
+        token_ttl=token_ttl,
+        auth_method=auth_method,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+        enabled=enabled,
+        disabled_at=disabled_at,
+        can_introspect=can_introspect,
+        tokens_revoked_before=client_cutoff,
         owner=OwnerStatus(
-            user_id=first[10],
-            user_status=first[11],
-            tenant=first[13],
-            tenant_status=first[14],
-            tokens_revoked_before=_latest(first[12], first[15]),
+            user_id=user_id,
+            user_status=user_status,
+            tenant=tenant,
+            tenant_status=tenant_status,
+            tokens_revoked_before=_latest(user_cutoff, tenant_cutoff),
         ),
-        secrets=tuple(SecretRecord(r[16], r[17], r[18]) for r in rows if r[16] is not None),
+        secrets=tuple(SecretRecord(r[17], r[18], r[19]) for r in rows if r[17] is not None),
     )
 
 

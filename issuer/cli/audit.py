@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from flask.cli import with_appcontext
 
 from ..storage import list_audit_events
 from .context import session
@@ -13,6 +14,7 @@ from .output import json_option
 
 
 @click.command("audit")
+@with_appcontext
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),

@@ -48,6 +48,7 @@ def client_view(client: Client) -> dict[str, Any]:
         "audiences": list(client.audiences),
         "token_ttl": client.token_ttl,
         "auth_method": client.auth_method,
+        "jwks_uri": client.jwks_uri,
         "enabled": client.enabled,
         "can_introspect": client.can_introspect,
         "secrets_expire_at": expiry,
@@ -73,6 +74,7 @@ def client_view(client: Client) -> dict[str, Any]:
     type=click.File("r"),
     help="The client's public JWK Set (JSON), for private_key_jwt.",
 )
+@click.option("--jwks-uri", help="Where to fetch the client's public JWK Set, for private_key_jwt.")
 @click.option("--can-introspect", is_flag=True, help="May call the introspection endpoint.")
 @click.option("--secret-ttl", type=click.IntRange(min=1), help="Secret lifetime in seconds.")
 @json_option
@@ -83,6 +85,7 @@ def clients_create(
     token_ttl: int | None,
     auth_method: str,
     jwks_file: TextIO | None,
+    jwks_uri: str | None,
     can_introspect: bool,
     secret_ttl: int | None,
 ) -> dict[str, Any]:
@@ -105,6 +108,7 @@ def clients_create(
             max_token_ttl=keyswap.settings.max_token_ttl,
             auth_method=AuthMethod(auth_method),
             jwks=jwks,
+            jwks_uri=jwks_uri,
             can_introspect=can_introspect,
             secret_ttl=secret_ttl,
             actor=actor(),

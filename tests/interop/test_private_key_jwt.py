@@ -134,3 +134,49 @@ def test_clients_create_refuses_private_keys_in_the_jwks(live_issuer, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 1
     assert "private key material" in result.stderr
+
+
+def test_keys_fetched_from_a_jwks_uri(live_issuer):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from issuer.db import transaction
+    from issuer.lifecycle import add_user
+
+    key = ECKey.generate_key("P-256", private=True)
+    body = json.dumps({"keys": [key.as_dict(private=False)]}).encode()
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        with transaction(live_issuer.keyswap.sessions) as session:
+            add_user(session, "remote-svc", actor="test")
+        result = live_issuer.app.test_cli_runner().invoke(
+            cli,
+            [
+                "clients", "create", "--owner", "remote-svc", "--scope", "orders:read",
+                "--auth-method", "private_key_jwt", "--jwks-uri", uri, "--json",
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        client_id = json.loads(result.stdout)["client_id"]
+        for _ in range(3):
+            assertion = private_key_jwt_sign(key, client_id, live_issuer.token_url, alg="ES256")
+            assert _post_assertion(live_issuer, client_id, assertion).status_code == 200
+        assert hits == ["/jwks.json"]  # cached, not fetched per request
+    finally:
+        server.shutdown()
+        server.server_close()
