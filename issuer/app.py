@@ -12,11 +12,13 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask, Response, current_app, g
+from flask_limiter import RateLimitExceeded
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jwks import Sealer
 
@@ -27,6 +29,7 @@ from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavaila
 from .grants.client_credentials import ClientCredentialsGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
+from .ratelimit import limit_blueprint, make_limiter, render_rate_limited
 from .rotation import advance
 from .server import KeyswapServer
 
@@ -108,6 +111,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask("keyswap")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    if settings.trusted_proxies:
+        # Behind N trusted proxies, the client address and scheme come from X-Forwarded-*.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     engine = make_engine(settings.database_url)
@@ -154,6 +161,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from .views import oauth, ops, wellknown
 
+    limiter = make_limiter(app, settings)
+    limit_blueprint(limiter, oauth.bp, settings)
+    app.register_error_handler(RateLimitExceeded, partial(render_rate_limited, limiter))
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)

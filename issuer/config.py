@@ -69,6 +69,21 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip()
+    if raw.lower() in {"0", "off", "none"}:
+        return "off"
+    try:
+        from limits import parse_many
+
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate limit like '50/second' or '10/minute', or 'off': {raw!r}"
+        ) from None
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server reads from its environment, typed and validated."""
@@ -90,6 +105,12 @@ class Settings:
     key_prepublish: int = 3600
     #: How often a process re-reads the key table (and applies a due rotation step).
     key_refresh_interval: float = 10.0
+    #: Flask-Limiter limit strings ("50/second", "10/minute"); "0" or "off" disables one.
+    rate_limit_client: str = "50/second"
+    rate_limit_address: str = "500/second"
+    rate_limit_failures: str = "20/minute"
+    #: How many reverse proxies in front set X-Forwarded-For / -Proto (0: trust none).
+    trusted_proxies: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", _check_issuer(self.issuer))
@@ -142,6 +163,10 @@ class Settings:
             signing_alg=env.get("KEYSWAP_SIGNING_ALG") or "ES256",
             key_rotation_period=_int(env, "KEYSWAP_KEY_ROTATION_PERIOD", 30 * 24 * 3600),
             key_prepublish=_int(env, "KEYSWAP_KEY_PREPUBLISH", 3600),
+            rate_limit_client=_limit(env, "KEYSWAP_RATE_LIMIT_CLIENT", "50/second"),
+            rate_limit_address=_limit(env, "KEYSWAP_RATE_LIMIT_ADDRESS", "500/second"),
+            rate_limit_failures=_limit(env, "KEYSWAP_RATE_LIMIT_FAILURES", "20/minute"),
+            trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
         )
 
 

@@ -36,6 +36,7 @@ from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
 from issuer.storage import NotFound, get_user
 
 TEST_DATABASE_URL = os.environ.get("KEYSWAP_TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("KEYSWAP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 #: Tables the per-test cleanup keeps: the session-wide server's signing keys.
 KEPT_TABLES = frozenset({"signing_keys"})
 _real_connect = socket.socket.connect
@@ -134,15 +135,37 @@ def database_url(databases: DatabaseFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Return the test Redis URL, or skip (under CI, fail) when it cannot be reached."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs Redis at {TEST_REDIS_URL}: {exc}")
+        pytest.skip(f"no Redis at {TEST_REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
 def kek() -> bytes:
     """Return this run's key-encryption key."""
     return secrets.token_bytes(32)
 
 
 def make_settings(database_url: str, kek: bytes, data_dir: Path, **changes: Any) -> Settings:
-    """Build test settings; ``changes`` override fields."""
+    """Build test settings; ``changes`` override fields.
+
+    Rate limits are off unless a test sets them: every test calls from 127.0.0.1, and
+    many fail authentication on purpose.
+    """
+    limits_off = {f"rate_limit_{kind}": "off" for kind in ("client", "address", "failures")}
     base = Settings(data_dir=data_dir, database_url=database_url, key_encryption_key=kek)
-    return base.with_changes(**changes) if changes else base
+    return base.with_changes(**{**limits_off, **changes})
 
 
 # --- live server ---------------------------------------------------------------------
