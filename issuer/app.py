@@ -76,6 +76,22 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    # A JSON API: nothing to frame, sniff or embed. No CORS headers are ever sent, so
+    # browsers keep cross-origin pages out (token requests come from servers).
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def _render_oauth_error(error: OAuthError) -> Response:
     return error.to_response()
 
@@ -152,6 +168,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     app.teardown_appcontext(_close_session)
+    app.after_request(_security_headers)
     app.register_error_handler(OAuthError, _render_oauth_error)
     app.register_error_handler(HTTPException, _render_http_error)
     for exc in DATABASE_DOWN:

@@ -111,6 +111,9 @@ class Settings:
     rate_limit_failures: str = "20/minute"
     #: How many reverse proxies in front set X-Forwarded-For / -Proto (0: trust none).
     trusted_proxies: int = 0
+    #: The KEK file this start generated, if it did (start-up refuses to use it on a
+    #: database that already has keys, rather than silently starting a second key set).
+    generated_kek_file: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", _check_issuer(self.issuer))
@@ -152,10 +155,12 @@ class Settings:
         if not database_url:
             data_dir.mkdir(parents=True, exist_ok=True)
             database_url = f"sqlite:///{data_dir.resolve() / 'keyswap.db'}"
+        kek, generated = _load_kek(env, data_dir)
         return cls(
             data_dir=data_dir,
             database_url=database_url,
-            key_encryption_key=_load_kek(env, data_dir),
+            key_encryption_key=kek,
+            generated_kek_file=generated,
             issuer=env.get("KEYSWAP_ISSUER") or DEFAULT_ISSUER,
             default_audience=env.get("KEYSWAP_DEFAULT_AUDIENCE") or "",
             max_token_ttl=_int(env, "KEYSWAP_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1),
@@ -170,17 +175,18 @@ class Settings:
         )
 
 
-def _load_kek(env: Mapping[str, str], data_dir: Path) -> bytes:
+def _load_kek(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, Path | None]:
+    """Return the KEK, and the file it was generated into if this call generated it."""
     raw = env.get("KEYSWAP_KEY_ENCRYPTION_KEY")
     if raw:
         try:
-            return decode_kek(raw)
+            return decode_kek(raw), None
         except InvalidKeyEncryptionKey as exc:
             raise ConfigError(f"KEYSWAP_KEY_ENCRYPTION_KEY: {exc}") from None
     path = data_dir / KEK_FILE_NAME
     if path.exists():
         try:
-            return decode_kek(path.read_text())
+            return decode_kek(path.read_text()), None
         except InvalidKeyEncryptionKey as exc:
             raise ConfigError(f"{path}: {exc}") from None
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +195,7 @@ def _load_kek(env: Mapping[str, str], data_dir: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return decode_kek(path.read_text())
+        return decode_kek(path.read_text()), None
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
     log.warning(
@@ -198,4 +204,4 @@ def _load_kek(env: Mapping[str, str], data_dir: Path) -> bytes:
         "the signing keys and client secrets in the database cannot be used.",
         path,
     )
-    return decode_kek(text)
+    return decode_kek(text), path

@@ -23,6 +23,7 @@ from .app import Keyswap, create_app
 from .config import Settings
 from .db import transaction, upgrade_schema
 from .keyring import ensure_signing_key
+from .storage import list_signing_keys
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,18 @@ class StartupError(RuntimeError):
 def prepare(app: Flask) -> None:
     """Migrate, ensure an active signing key, and check the KEK opens it."""
     keyswap: Keyswap = app.extensions["keyswap"]
+    settings = keyswap.settings
     upgrade_schema(keyswap.engine)
     with transaction(keyswap.sessions) as session:
-        ensure_signing_key(session, keyswap.sealer)
+        if settings.generated_kek_file is not None and list_signing_keys(session):
+            # A new KEK cannot open existing keys; never start a second key set beside them.
+            settings.generated_kek_file.unlink(missing_ok=True)
+            raise StartupError(
+                "the database has signing keys but no key-encryption key was given: set "
+                "KEYSWAP_KEY_ENCRYPTION_KEY (or restore "
+                f"{settings.generated_kek_file}) to the key this database was created with."
+            )
+        ensure_signing_key(session, keyswap.sealer, settings.signing_alg)
     try:
         keyswap.keyring.reload()
     except KeyUnsealError as exc:

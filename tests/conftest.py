@@ -399,12 +399,20 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.port = 0
+        self._listen()
+
+    def _listen(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self._listener.getsockname()[1]
         self._open = True
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def resume(self) -> None:
+        """Listen again on the same port: the database is back."""
+        self._listen()
 
     def _accept(self) -> None:
         while self._open:

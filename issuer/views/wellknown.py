@@ -32,10 +32,8 @@ def jwks() -> Response:
     """Serve the public signing keys, cacheable for ``jwks_max_age`` seconds."""
     keyswap = current_keyswap()
     published = keyswap.keyring.published()
-    if published.etag in request.if_none_match:
-        response = Response(status=304)
-    else:
-        response = Response(published.body, mimetype="application/json")
-    response.headers["ETag"] = published.etag
+    response = Response(published.body, mimetype="application/json")
+    response.set_etag(published.etag.strip('"'))
     response.headers["Cache-Control"] = f"public, max-age={keyswap.settings.jwks_max_age}"
+    response.make_conditional(request)  # 304 without a body when If-None-Match matches
     return response

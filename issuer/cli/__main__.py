@@ -1,0 +1,5 @@
+"""Run the keyswap command line: ``python -m issuer.cli``."""
+
+from . import main
+
+main()
