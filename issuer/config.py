@@ -69,6 +69,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} cannot be negative, got {value}")
+    return value
+
+
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
     raw = (env.get(name) or default).strip()
     if raw.lower() in {"0", "off", "none"}:
@@ -172,6 +185,7 @@ class Settings:
             rate_limit_address=_limit(env, "KEYSWAP_RATE_LIMIT_ADDRESS", "500/second"),
             rate_limit_failures=_limit(env, "KEYSWAP_RATE_LIMIT_FAILURES", "20/minute"),
             trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
+            key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
         )
 
 

@@ -187,7 +187,8 @@ class LiveServer:
 
     app: Flask
     url: str
-    server: BaseWSGIServer
+    #: None when the app is served elsewhere (e.g. by `keyswap serve` processes).
+    server: BaseWSGIServer | None = None
 
     @property
     def keyswap(self) -> Keyswap:
@@ -225,8 +226,14 @@ def live_server(
         lambda url: prepared_app(make_settings(database_url, kek, data_dir, issuer=url))
     )
     yield live
-    live.server.shutdown()
-    live.server.server_close()
+    stop_live_server(live)
+
+
+def stop_live_server(live: LiveServer) -> None:
+    """Stop serving and release the app's connections."""
+    if live.server is not None:
+        live.server.shutdown()
+        live.server.server_close()
     live.keyswap.engine.dispose()
 
 
@@ -380,9 +387,7 @@ def isolated_issuer(
 
     yield start
     for live in started:
-        live.server.shutdown()
-        live.server.server_close()
-        live.keyswap.engine.dispose()
+        stop_live_server(live)
 
 
 @pytest.fixture

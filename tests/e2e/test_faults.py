@@ -18,7 +18,14 @@ from issuer.db import transaction
 from issuer.models import KeyState, SigningKey
 from issuer.serving import StartupError, prepare
 
-from ..conftest import LiveIssuer, TcpProxy, make_settings, prepared_app, start_live_server
+from ..conftest import (
+    LiveIssuer,
+    TcpProxy,
+    make_settings,
+    prepared_app,
+    start_live_server,
+    stop_live_server,
+)
 
 
 @pytest.fixture
@@ -33,9 +40,7 @@ def proxied_issuer(databases, kek, tmp_path):
         lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base))
     )
     yield LiveIssuer(live), proxy
-    live.server.shutdown()
-    live.server.server_close()
-    live.keyswap.engine.dispose()
+    stop_live_server(live)
     proxy.cut()
 
 

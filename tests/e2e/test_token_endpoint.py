@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from issuer.db import transaction
 from issuer.models import AuditEvent, Client
 
-from ..conftest import TcpProxy, make_settings, prepared_app, start_live_server
+from ..conftest import TcpProxy, make_settings, prepared_app, start_live_server, stop_live_server
 
 
 def _claims(token: str) -> dict:
@@ -207,9 +207,7 @@ def outage(database_url, kek, tmp_path):
                 conn.execute(text("DROP TABLE client_secrets"))
 
     yield live, take_database_away
-    live.server.shutdown()
-    live.server.server_close()
-    live.keyswap.engine.dispose()
+    stop_live_server(live)
     if proxy is not None:
         proxy.cut()
 

@@ -1,0 +1,181 @@
+"""Two real `keyswap serve` processes (gunicorn) on one database, rate limits in Redis.
+
+What one instance changes, the other sees on the very next request: a deactivated user,
+a revoked token, a rotated signing key.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import jwt
+import pytest
+import requests
+
+from issuer import create_app
+from issuer.db import transaction
+from issuer.rotation import rotate_now
+from jwks import generate_kek
+
+from ..conftest import Creds, LiveIssuer, LiveServer, make_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    """One `keyswap serve` process on a port of its own."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "w")  # closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "issuer.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keyswap serve exited with {self.proc.returncode}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("keyswap serve did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def two_servers(databases, redis_url, tmp_path):
+    url = databases.create()
+    kek_text = generate_kek()
+    env = {
+        **os.environ,
+        "KEYSWAP_DATABASE_URL": url,
+        "KEYSWAP_KEY_ENCRYPTION_KEY": kek_text,
+        "KEYSWAP_DATA_DIR": str(tmp_path),
+        "KEYSWAP_ISSUER": "http://127.0.0.1:8000",
+        "KEYSWAP_REDIS_URL": redis_url,
+        "KEYSWAP_KEY_REFRESH_INTERVAL": "0.2",
+        "KEYSWAP_KEY_PREPUBLISH": "0",
+    }
+    first = ServeProcess(env, tmp_path / "a.log")
+    first.wait_ready()  # the first one migrates and makes the key; then the second starts
+    second = ServeProcess(env, tmp_path / "b.log")
+    servers = [first, second]
+    try:
+        second.wait_ready()
+        from jwks import decode_kek
+
+        admin = create_app(
+            make_settings(url, decode_kek(kek_text), tmp_path, issuer="http://127.0.0.1:8000")
+        )
+        yield first, second, admin
+        admin.extensions["keyswap"].engine.dispose()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _token(server, creds: Creds) -> requests.Response:
+    return requests.post(
+        server.url + "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=10,
+    )
+
+
+def test_what_one_instance_changes_the_other_sees_at_once(two_servers):
+    first, second, admin = two_servers
+    issuer = LiveIssuer(LiveServer(app=admin, url="http://127.0.0.1:8000"))
+    creds = issuer.create_client(user="frank")
+    rs = issuer.create_client(user="orders-api", can_introspect=True)
+
+    # A user deactivated (through any instance's database) is refused by the other at once.
+    assert _token(first, creds).status_code == 200
+    assert _token(second, creds).status_code == 200
+    issuer.set_user_status("frank", "deactivated")
+    refused = _token(second, creds)
+    assert refused.status_code == 400
+    assert refused.json()["error_description"] == "the user associated with this key is deactivated"
+    issuer.set_user_status("frank", "suspended")  # still refused; now reactivate for the rest
+    issuer.set_user_status("frank", "active")
+    time.sleep(1.05)  # tokens issued in the cutoff's second count as before it
+
+    # A token revoked through one is inactive at the other's introspection.
+    token = _token(first, creds).json()["access_token"]
+    assert (
+        requests.post(
+            first.url + "/oauth/revoke",
+            data={"token": token},
+            auth=(creds.client_id, creds.client_secret),
+            timeout=10,
+        ).status_code
+        == 200
+    )
+    answer = requests.post(
+        second.url + "/oauth/introspect",
+        data={"token": token},
+        auth=(rs.client_id, rs.client_secret),
+        timeout=10,
+    ).json()
+    assert answer == {"active": False}
+
+    # A key rotated by one is served by both.
+    keyswap = admin.extensions["keyswap"]
+    with transaction(keyswap.sessions) as session:
+        new_kid = rotate_now(
+            session, keyswap.sealer, alg="ES256", prepublish=timedelta(0), actor="test"
+        ).kid
+    deadline = time.monotonic() + 10
+    kids = set()
+    while time.monotonic() < deadline:
+        kids = {
+            jwt.get_unverified_header(_token(server, creds).json()["access_token"])["kid"]
+            for server in (first, second)
+        }
+        if kids == {new_kid}:
+            break
+        time.sleep(0.2)
+    assert kids == {new_kid}
+    for server in (first, second):
+        published = {
+            k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]
+        }
+        assert new_kid in published
