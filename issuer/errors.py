@@ -29,6 +29,9 @@ from flask import Response, json
 # real credential learns nothing beyond CLIENT_AUTH_FAILED / UNKNOWN_API_KEY.
 CLIENT_AUTH_FAILED = "client authentication failed"
 UNKNOWN_API_KEY = "unknown API key"
+API_KEY_EXPIRED = "the API key expired at {at}"
+API_KEY_REVOKED = "the API key was revoked at {at}"
+API_KEY_RETIRED = "this API key was retired on {date}; use client credentials"
 SECRET_EXPIRED = "the client secret expired at {at}"
 SECRET_REVOKED = "the client secret was revoked at {at}"
 CLIENT_DISABLED = "the client was disabled at {at}"

@@ -217,3 +217,33 @@ class UsedAssertion(Base):
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LegacyKey(Base):
+    """A static API key imported for exchange (RFC 8693), stored only as a keyed hash.
+
+    ``key_hash`` is the HMAC (server pepper) of the key's hex SHA-256, so a clear key and
+    an imported ``api_key_sha256`` land on the same value, and exchange finds a key with
+    one indexed lookup. The id is public: tokens carry ``client_id = legacy:<id>``.
+    """
+
+    __tablename__ = "legacy_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: After this time the key is refused as retired; before it, exchanges carry
+    #: Deprecation and Sunset headers (RFC 9745, RFC 8594).
+    sunset_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Import time; also the key's deprecation date in the ``Deprecation`` header.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Usage, written coalesced (at most about once a minute per key and process).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    use_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+    owner: Mapped[User] = relationship(lazy="joined")

@@ -1,0 +1,197 @@
+"""Legacy API keys: keyed hashes, the one-query lookup, live status, revocation (RFC 8693 subject).
+
+A key is found by ``hash_api_key``: the HMAC (server pepper, see ``hashing``) of its hex
+SHA-256. Legacy systems often store exactly that SHA-256, so an import can take either
+the clear key or its digest and both land on the same indexed value. Equality on a keyed
+hash is safe to do in the database: timing tells an attacker nothing about a value they
+cannot compute without the pepper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import events
+from ..db import utcnow
+from ..hashing import SecretHasher
+from ..models import LegacyKey, Tenant, User
+from ..policy import OwnerStatus, Refusal, check_credential, check_issued_after, check_owner
+from ..storage import NotFound
+
+#: Tokens exchanged from a legacy key carry ``client_id = legacy:<key id>``.
+CLIENT_ID_PREFIX = "legacy:"
+#: The private claim marking a token as exchanged from a legacy key; its value is the key id.
+LEGACY_CLAIM = "ks_legacy_key"
+LEGACY_KEY_IMPORTED = "legacy_key.imported"
+LEGACY_KEY_REVOKED = "legacy_key.revoked"
+
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def new_key_id() -> str:
+    """Return a fresh public key id (it names the key; it is not a secret)."""
+    return f"lk_{secrets.token_hex(8)}"
+
+
+def sha256_hex(api_key: str) -> str:
+    """Return the lowercase hex SHA-256 of a clear key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def is_sha256_hex(value: str) -> bool:
+    """Tell whether ``value`` is a hex SHA-256 digest (64 hex characters)."""
+    return bool(_SHA256_HEX.match(value))
+
+
+def hash_digest(hasher: SecretHasher, digest: str) -> str:
+    """Return the stored lookup value for a key's hex SHA-256."""
+    return hasher.hash(digest.lower())
+
+
+def hash_api_key(hasher: SecretHasher, api_key: str) -> str:
+    """Return the stored lookup value for a clear key."""
+    return hash_digest(hasher, sha256_hex(api_key))
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyRecord:
+    """A legacy key with its owner's and tenant's live status, read in one query."""
+
+    key_id: str
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    expires_at: datetime | None
+    sunset_at: datetime | None
+    revoked_at: datetime | None
+    tokens_revoked_before: datetime | None
+    #: When the key was imported: the date its use became deprecated.
+    deprecated_at: datetime
+    owner: OwnerStatus
+
+    @property
+    def client_id(self) -> str:
+        """Return the ``client_id`` of tokens exchanged from this key."""
+        return CLIENT_ID_PREFIX + self.key_id
+
+
+@dataclass(frozen=True)
+class KeyRetired(Refusal):
+    """The key is past its sunset date."""
+
+    at: datetime
+    reason = "api_key_retired"
+
+
+_RECORD_QUERY = (
+    select(
+        LegacyKey.id,
+        LegacyKey.scopes,
+        LegacyKey.audiences,
+        LegacyKey.expires_at,
+        LegacyKey.sunset_at,
+        LegacyKey.revoked_at,
+        LegacyKey.tokens_revoked_before,
+        LegacyKey.created_at,
+        User.id,
+        User.status,
+        User.tokens_revoked_before,
+        Tenant.name,
+        Tenant.status,
+        Tenant.tokens_revoked_before,
+    )
+    .join(User, User.id == LegacyKey.owner_id)
+    .join(Tenant, Tenant.id == User.tenant_id)
+)
+
+
+def _record(row: Any) -> LegacyRecord:
+    (
+        key_id, scopes, audiences, expires_at, sunset_at, revoked_at, key_cutoff, created_at,
+        user_id, user_status, user_cutoff, tenant, tenant_status, tenant_cutoff,
+    ) = row  # fmt: skip
+    cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
+    return LegacyRecord(
+        key_id=key_id,
+        scopes=tuple(scopes.split()),
+        audiences=tuple(audiences or ()),
+        expires_at=expires_at,
+        sunset_at=sunset_at,
+        revoked_at=revoked_at,
+        tokens_revoked_before=key_cutoff,
+        deprecated_at=created_at,
+        owner=OwnerStatus(
+            user_id=user_id,
+            user_status=user_status,
+            tenant=tenant,
+            tenant_status=tenant_status,
+            tokens_revoked_before=max(cutoffs) if cutoffs else None,
+        ),
+    )
+
+
+def load_legacy_key(session: Session, key_hash: str) -> LegacyRecord | None:
+    """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
+    row = session.execute(_RECORD_QUERY.where(LegacyKey.key_hash == key_hash)).first()
+    return None if row is None else _record(row)
+
+
+def load_legacy_status(session: Session, key_id: str) -> LegacyRecord | None:
+    """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
+    row = session.execute(_RECORD_QUERY.where(LegacyKey.id == key_id)).first()
+    return None if row is None else _record(row)
+
+
+def check_legacy_key(record: LegacyRecord, now: datetime) -> None:
+    """Raise the fact that makes a proved key unusable at ``now``: revoked, expired, retired."""
+    check_credential(now=now, expires_at=record.expires_at, revoked_at=record.revoked_at)
+    if record.sunset_at is not None and record.sunset_at <= now:
+        raise KeyRetired(record.sunset_at)
+
+
+def check_legacy_token(
+    session: Session, client_id: str, claims: Mapping[str, Any], now: datetime
+) -> bool | None:
+    """Tell introspection whether a token exchanged from a legacy key is still live.
+
+    None when ``client_id`` is not a legacy key's; False when the key is gone or belongs to
+    someone else; raises a ``Refusal`` when the key is revoked (or the token predates its
+    revocation) or the owner or tenant is not active. Like a client secret's expiry, a key's
+    expiry or sunset stops new exchanges but leaves already-issued short tokens alone.
+    """
+    if not client_id.startswith(CLIENT_ID_PREFIX):
+        return None
+    record = load_legacy_status(session, client_id[len(CLIENT_ID_PREFIX) :])
+    if record is None or record.owner.user_id != claims.get("sub"):
+        return False
+    check_credential(now=now, expires_at=None, revoked_at=record.revoked_at)
+    check_owner(record.owner)
+    check_issued_after(
+        int(claims["iat"]), record.tokens_revoked_before, record.owner.tokens_revoked_before
+    )
+    return True
+
+
+def revoke_legacy_key(
+    session: Session, key_id: str, *, actor: str, reason: str | None = None
+) -> LegacyKey:
+    """Refuse ``key_id`` from now on and make every token exchanged from it inactive."""
+    key = session.get(LegacyKey, key_id)
+    if key is None:
+        raise NotFound(f"no legacy key {key_id!r}")
+    if key.revoked_at is None:
+        now = utcnow()
+        key.revoked_at = now
+        key.tokens_revoked_before = now
+        events.record(
+            session, LEGACY_KEY_REVOKED, f"legacy_key:{key_id}", actor=actor, reason=reason
+        )
+    return key
