@@ -27,8 +27,10 @@ from .config import Settings
 from .db import make_engine, make_session_factory, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
+from .legacy import check_legacy_token
 from .ratelimit import limit_blueprint, make_limiter, render_rate_limited
 from .rotation import advance
 from .server import KeyswapServer
@@ -150,6 +152,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings, keyring, SecretAuthenticator(hasher, utcnow), session=request_session
     )
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(TokenExchangeGrant)
+    server.credential_checks.append(check_legacy_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
     from .metadata import metadata_bytes

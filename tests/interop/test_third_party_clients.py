@@ -116,7 +116,10 @@ def test_discovery_points_verifiers_at_the_jwks(live_issuer, path):
     assert metadata["issuer"] == live_issuer.url
     assert metadata["token_endpoint"] == live_issuer.token_url
     assert metadata["jwks_uri"] == live_issuer.jwks_url
-    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
