@@ -13,7 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import audit, clients, db, keys, serve, tenants, tokens, users
+from . import audit, clients, db, keys, legacy, serve, tenants, tokens, users
 
 
 class KeyswapGroup(FlaskGroup):
@@ -51,7 +51,15 @@ def cli() -> None:
     """
 
 
-for group in (db.group, tenants.group, users.group, clients.group, tokens.group, keys.group):
+for group in (
+    db.group,
+    tenants.group,
+    users.group,
+    clients.group,
+    tokens.group,
+    keys.group,
+    legacy.group,
+):
     cli.add_command(group)
 cli.add_command(audit.audit)
 cli.add_command(serve.serve_command)

@@ -1,0 +1,109 @@
+"""``keyswap legacy``: import legacy API keys (for RFC 8693 exchange), report their use, revoke.
+
+``import`` and ``report`` print a summary and a table (or one JSON document with
+``--json``), so they render their output here rather than through ``json_option``: an
+import with bad rows must print its whole report *and* exit 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from ..app import current_keyswap
+from ..db import transaction, utcnow
+from ..legacy.importing import import_legacy_keys, parse_csv
+from ..legacy.keys import revoke_legacy_key
+from ..legacy.report import legacy_report
+from .context import actor, session
+from .output import json_option, render
+
+group = AppGroup("legacy", help="Import legacy API keys, report their use, revoke them.")
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _echo_sections(summary: dict[str, Any], table: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        return
+    click.echo(render(summary, False))
+    if table:
+        click.echo()
+        click.echo(render(table, False))
+
+
+@group.command("import")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Report what would happen; change nothing.")
+@click.option(
+    "--create-missing-owners",
+    is_flag=True,
+    help="Create unknown owners as service accounts (in the row's tenant, else the default).",
+)
+@_JSON
+def legacy_import(csv_file: str, dry_run: bool, create_missing_owners: bool, as_json: bool) -> None:
+    """Import the keys in FILE.csv, stored hashed; nothing changes if any row is bad.
+
+    Columns (header row): api_key or api_key_sha256, owner, and optionally scopes,
+    audiences, expires_at, sunset_at, tenant. Times are ISO 8601 (UTC if no offset).
+    """
+    path = Path(csv_file)
+    with path.open(encoding="utf-8-sig", newline="") as stream:
+        parsed = parse_csv(stream)
+    keyswap = current_keyswap()
+    with keyswap.sessions() as db_session:
+        report = import_legacy_keys(
+            db_session,
+            keyswap.hasher,
+            parsed,
+            create_missing_owners=create_missing_owners,
+            dry_run=dry_run,
+            actor=actor(),
+            source=path.name,
+        )
+        if report.ok and not dry_run:
+            db_session.commit()
+        else:
+            db_session.rollback()
+    result = report.as_dict()
+    if as_json:
+        click.echo(render(result, True))
+    else:
+        rows = result.pop("rows")
+        shown = [{k: v for k, v in row.items() if k != "owner_created" or v} for row in rows]
+        _echo_sections(result, shown, as_json)
+    if not report.ok:
+        errors = report.counts["error"]
+        click.echo(f"Error: {errors} bad row(s); nothing was imported.", err=True)
+        raise SystemExit(1)
+
+
+@group.command("report")
+@_JSON
+def legacy_report_command(as_json: bool) -> None:
+    """List every legacy key: owner, tenant, status, last use, uses, sunset, migrated."""
+    with transaction(current_keyswap().sessions) as db_session:
+        result = legacy_report(db_session, utcnow())
+    if as_json:
+        click.echo(render(result, True))
+    else:
+        _echo_sections(result["totals"], result["keys"], as_json)
+
+
+@group.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def legacy_revoke(key_id: str, reason: str | None) -> dict[str, Any]:
+    """Refuse KEY_ID from now on and make every token exchanged from it inactive."""
+    with session() as s:
+        key = revoke_legacy_key(s, key_id, actor=actor(), reason=reason)
+        return {
+            "key_id": key.id,
+            "owner": key.owner.name,
+            "revoked_at": key.revoked_at,
+            "tokens_revoked_before": key.tokens_revoked_before,
+        }
