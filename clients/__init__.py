@@ -1,0 +1,29 @@
+"""keyswap clients: the token client services import, the verifier resource servers import.
+
+Imports nothing from the rest of this repository; Flask is needed only by ``clients.flask``,
+httpx only by ``clients.httpx_auth``.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ExpiredToken,
+    InsufficientScope,
+    InvalidToken,
+    IssuerUnavailable,
+    KeyswapClientError,
+    TokenError,
+    TokenRefused,
+    UnknownKey,
+)
+
+__all__ = [
+    "ExpiredToken",
+    "InsufficientScope",
+    "InvalidToken",
+    "IssuerUnavailable",
+    "KeyswapClientError",
+    "TokenError",
+    "TokenRefused",
+    "UnknownKey",
+]
