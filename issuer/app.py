@@ -24,7 +24,7 @@ from jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings
-from .db import make_engine, make_session_factory, utcnow
+from .db import make_engine, make_reader, make_session_factory, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.token_exchange import TokenExchangeGrant
@@ -149,7 +149,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
     )
     server = KeyswapServer(
-        settings, keyring, SecretAuthenticator(hasher, utcnow), session=request_session
+        settings,
+        keyring,
+        SecretAuthenticator(hasher, utcnow),
+        session=request_session,
+        reader=make_reader(engine),
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)

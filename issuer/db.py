@@ -5,13 +5,14 @@ The schema itself is created only by the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -70,7 +71,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine for ``url``: pooled, pre-pinged, with SQLite tuned for workers."""
+    """Create the engine for ``url``: pooled, with SQLite tuned for workers.
+
+    No pre-ping (a round trip per checkout): a connection found dead raises, SQLAlchemy
+    then discards the whole pool, and ``read_live`` retries once on a fresh connection;
+    other requests answer that one failure 503 and succeed on the next call.
+    """
     if url.startswith("postgresql://"):
         # psycopg 3 is the driver we ship; the bare scheme would pick psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -80,7 +86,6 @@ def make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
         pool_timeout=2,
@@ -91,6 +96,34 @@ def make_engine(url: str) -> Engine:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return a session factory bound to ``engine`` that keeps objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_reader(engine: Engine) -> Engine:
+    """Return ``engine`` in autocommit mode, for single-statement reads on the hot path.
+
+    A read in autocommit is one round trip; in a transaction it is three (BEGIN, the
+    query, and the ROLLBACK when the connection returns to the pool).
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+_T = TypeVar("_T")
+
+
+def read_live(reader: Engine, read: Callable[[Connection], _T]) -> _T:
+    """Run ``read`` on a pooled connection from ``reader``; once more if it was stale.
+
+    A connection the database closed (a restart) is detected on use; reads are safe to
+    repeat, so the request is not failed for it.
+    """
+    try:
+        with reader.connect() as connection:
+            return read(connection)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with reader.connect() as connection:
+        return read(connection)
 
 
 @contextmanager

@@ -61,7 +61,7 @@ def make_limiter(app: Flask, settings: Settings) -> Limiter:
         key_func=address_key,
         app=app,
         storage_uri=storage,
-        strategy="moving-window",
+        strategy="sliding-window-counter",
         headers_enabled=False,
         key_prefix="keyswap",
         # If Redis is down the limits fall back to memory rather than failing requests.

@@ -18,11 +18,12 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Request, Response
 from flask import request as flask_request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from .client_auth import PrivateKeyJWT, SecretAuthenticator, basic_method, post_method
 from .config import Settings
-from .db import utcnow
+from .db import read_live, utcnow
 from .errors import (
     NO_STORE,
     InvalidClient,
@@ -114,11 +115,14 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         keyring: KeyRing,
         authenticator: SecretAuthenticator,
         session: Callable[[], Session],
+        reader: Engine,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.keyring = keyring
         self.session = session
+        #: Autocommit engine for the hot path's single-statement reads.
+        self.reader = reader
         #: Live-status checks for credentials that are not registered clients (legacy keys).
         self.credential_checks: list[CredentialCheck] = []
         self.register_client_auth_method("client_secret_basic", basic_method(authenticator))
@@ -136,7 +140,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
 
     def query_client(self, client_id: str) -> ClientRecord | None:
         """Read the client, its secrets, owner and tenant live, in one round trip."""
-        return load_client_record(self.session(), client_id)
+        return read_live(self.reader, lambda connection: load_client_record(connection, client_id))
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Store nothing: access tokens are self-contained JWTs."""

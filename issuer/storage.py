@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -96,7 +96,7 @@ _CLIENT_RECORD_QUERY = (
 )
 
 
-def load_client_record(session: Session, client_id: str) -> ClientRecord | None:
+def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
     rows = session.execute(_CLIENT_RECORD_QUERY.where(Client.id == client_id)).all()
     if not rows:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from authlib.oauth2.rfc6749 import grants
 from flask import current_app
 
-from ..db import utcnow
+from ..db import read_live, utcnow
 from ..errors import (
     API_KEY_EXPIRED,
     API_KEY_RETIRED,
@@ -116,7 +116,10 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
         reject_repeated(payload.datalist)
         api_key = self._check_parameters()
         keyswap = cast("Keyswap", current_app.extensions["keyswap"])
-        record = load_legacy_key(self.server.session(), hash_api_key(keyswap.hasher, api_key))
+        key_hash = hash_api_key(keyswap.hasher, api_key)
+        record = read_live(
+            self.server.reader, lambda connection: load_legacy_key(connection, key_hash)
+        )
         if record is None:
             raise InvalidRequest(UNKNOWN_API_KEY, reason="unknown_api_key")
         # The caller proved possession: from here refusals are logged with the key's id.

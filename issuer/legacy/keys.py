@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from .. import events
@@ -138,7 +138,7 @@ def _record(row: Any) -> LegacyRecord:
     )
 
 
-def load_legacy_key(session: Session, key_hash: str) -> LegacyRecord | None:
+def load_legacy_key(session: Session | Connection, key_hash: str) -> LegacyRecord | None:
     """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
     row = session.execute(_RECORD_QUERY.where(LegacyKey.key_hash == key_hash)).first()
     return None if row is None else _record(row)
