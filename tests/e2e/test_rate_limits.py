@@ -59,7 +59,7 @@ def test_limits_are_shared_through_redis_across_instances(isolated_issuer, redis
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("LIMITS:LIMITER/keyswap/*"):
+    for key in client.scan_iter("LIMITS:*LIMITER/keyswap/*"):
         client.delete(key)
     client.close()
     first = isolated_issuer(rate_limit_address="4/minute", redis_url=redis_url)
