@@ -7,6 +7,7 @@ import with bad rows must print its whole report *and* exit 1.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from flask.cli import AppGroup
 from ..app import current_keyswap
 from ..db import transaction, utcnow
 from ..legacy.importing import import_legacy_keys, parse_csv
-from ..legacy.keys import revoke_legacy_key
+from ..legacy.keys import revoke_legacy_key, set_legacy_sunset
 from ..legacy.report import legacy_report
 from .context import actor, session
 from .output import json_option, render
 
-group = AppGroup("legacy", help="Import legacy API keys, report their use, revoke them.")
+group = AppGroup(
+    "legacy", help="Import legacy API keys, report their use, set sunset dates, revoke them."
+)
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -107,3 +110,31 @@ def legacy_revoke(key_id: str, reason: str | None) -> dict[str, Any]:
             "revoked_at": key.revoked_at,
             "tokens_revoked_before": key.tokens_revoked_before,
         }
+
+
+def _sunset_time(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+@group.command("sunset")
+@click.argument("key_id")
+@click.argument("date", required=False)
+@click.option("--clear", is_flag=True, help="Remove the key's sunset date.")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def legacy_sunset(key_id: str, date: str | None, clear: bool, reason: str | None) -> dict[str, Any]:
+    """Retire KEY_ID after DATE (ISO 8601, UTC if no offset), or --clear its sunset date.
+
+    Until then its exchanges carry Deprecation and Sunset headers; after it the key is
+    refused with "this API key was retired on DATE; use client credentials".
+    """
+    if clear == (date is not None):
+        raise click.UsageError("give either DATE or --clear")
+    at = None if clear else _sunset_time(str(date))
+    with session() as s:
+        key = set_legacy_sunset(s, key_id, at, actor=actor(), reason=reason)
+        return {"key_id": key.id, "owner": key.owner.name, "sunset_at": key.sunset_at}

@@ -189,6 +189,9 @@ def _parse_row(line: int, values: dict[str, str]) -> ImportRow:
     owner = values.get("owner", "")
     if not owner:
         problems.append("owner is empty")
+    elif "\x00" in owner:
+        # PostgreSQL text cannot hold NUL: the owner lookup would fail, not report the row.
+        problems.append("owner has a NUL character")
     scopes = checked(_scopes, values.get("scopes", ""))
     audiences = checked(_audiences, values.get("audiences", ""))
     expires_at = checked(_time, "expires_at", values.get("expires_at", ""))
@@ -251,7 +254,11 @@ def parse_csv(stream: TextIO) -> ParsedFile:
                 rows.append(_parse_row(line, values))
             except _BadValue as exc:
                 errors.append(RowError(line, str(exc)))
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
+        # The reader has already counted the line it could not parse.
+        errors.append(RowError(reader.line_num, f"unreadable CSV: {exc}"))
+    except UnicodeDecodeError as exc:
+        # Decoding fails while reading the next line, before the reader counts it.
         errors.append(RowError(reader.line_num + 1, f"unreadable CSV: {exc}"))
     return ParsedFile(rows, errors)
 

@@ -33,6 +33,7 @@ CLIENT_ID_PREFIX = "legacy:"
 LEGACY_CLAIM = "ks_legacy_key"
 LEGACY_KEY_IMPORTED = "legacy_key.imported"
 LEGACY_KEY_REVOKED = "legacy_key.revoked"
+LEGACY_KEY_SUNSET = "legacy_key.sunset_set"
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -194,4 +195,23 @@ def revoke_legacy_key(
         events.record(
             session, LEGACY_KEY_REVOKED, f"legacy_key:{key_id}", actor=actor, reason=reason
         )
+    return key
+
+
+def set_legacy_sunset(
+    session: Session, key_id: str, at: datetime | None, *, actor: str, reason: str | None = None
+) -> LegacyKey:
+    """Set (or with None, clear) the date after which ``key_id`` is refused as retired."""
+    key = session.get(LegacyKey, key_id)
+    if key is None:
+        raise NotFound(f"no legacy key {key_id!r}")
+    key.sunset_at = at
+    when = at.isoformat() if at is not None else "none"
+    events.record(
+        session,
+        LEGACY_KEY_SUNSET,
+        f"legacy_key:{key_id}",
+        actor=actor,
+        reason=f"sunset {when}" + (f": {reason}" if reason else ""),
+    )
     return key

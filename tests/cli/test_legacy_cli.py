@@ -281,3 +281,46 @@ def test_revoke_unknown_key_exits_1(live_issuer, runner):
     result = runner.invoke(cli, ["legacy", "revoke", "lk_nope", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stderr) == {"error": "no legacy key 'lk_nope'"}
+
+
+def test_sunset_sets_headers_then_retires_the_key_and_can_be_cleared(
+    live_issuer, owners, runner, tmp_path
+):
+    key_id = _run(runner, "import", _csv(tmp_path, "api_key,owner", "sk_sun,alice"))[1]["rows"][0][
+        "key_id"
+    ]
+    assert "Sunset" not in _exchange(live_issuer, "sk_sun").headers
+
+    result, answer = _run(runner, "sunset", key_id, "2099-12-31")
+    assert result.exit_code == 0, result.output
+    assert answer["sunset_at"].startswith("2099-12-31T00:00:00")
+    assert _exchange(live_issuer, "sk_sun").headers["Sunset"] == "Thu, 31 Dec 2099 00:00:00 GMT"
+
+    past = (utcnow() - timedelta(days=1)).strftime("%Y-%m-%d")
+    assert _run(runner, "sunset", key_id, past, "--reason", "moved to ks_")[0].exit_code == 0
+    refused = _exchange(live_issuer, "sk_sun")
+    assert refused.status_code == 400
+    assert refused.json()["error_description"] == (
+        f"this API key was retired on {past}; use client credentials"
+    )
+
+    assert _run(runner, "sunset", key_id, "--clear")[1]["sunset_at"] is None
+    assert _exchange(live_issuer, "sk_sun").status_code == 200
+    with transaction(live_issuer.keyswap.sessions) as session:
+        reasons = session.scalars(
+            select(AuditEvent.reason)
+            .where(AuditEvent.action == "legacy_key.sunset_set")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert len(reasons) == 3 and reasons[1].endswith(": moved to ks_")
+
+
+def test_sunset_needs_a_date_or_clear_and_a_valid_date(live_issuer, owners, runner, tmp_path):
+    key_id = _run(runner, "import", _csv(tmp_path, "api_key,owner", "sk_sun2,alice"))[1]["rows"][0][
+        "key_id"
+    ]
+    assert runner.invoke(cli, ["legacy", "sunset", key_id]).exit_code == 2
+    assert runner.invoke(cli, ["legacy", "sunset", key_id, "2099-01-01", "--clear"]).exit_code == 2
+    bad = runner.invoke(cli, ["legacy", "sunset", key_id, "next tuesday"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
+    assert runner.invoke(cli, ["legacy", "sunset", "lk_nope", "2099-01-01"]).exit_code == 1
