@@ -3,8 +3,8 @@
 Three limits, each configurable and each off when set to "0" or "off":
 - per client id presented (Basic user part or ``client_id`` form field),
 - per source address,
-- per source address on *failed* client authentication only (401s), so a guessing caller
-  is slowed while a caller with good credentials is not.
+- per source address on *failed* client authentication only (401s, and unknown legacy
+  API keys), so a guessing caller is slowed while a caller with good credentials is not.
 
 A breach is answered 429 ``temporarily_unavailable`` with ``Retry-After`` — never an
 identity error. Counters live in memory (per process) or, with ``KEYSWAP_REDIS_URL``, in
@@ -19,7 +19,7 @@ import math
 import time
 from urllib.parse import unquote_plus
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from .config import Settings
@@ -47,7 +47,9 @@ def address_key() -> str:
 
 
 def _failed_authentication(response: Response) -> bool:
-    return response.status_code == 401
+    # A 401, or an unknown legacy API key (a 400 under RFC 8693 §2.2.2, but a guess all
+    # the same: without this, keys could be guessed at the per-address rate).
+    return response.status_code == 401 or bool(g.get("keyswap_failed_credential"))
 
 
 def _enabled(limit: str) -> bool:

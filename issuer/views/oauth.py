@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from ..app import current_keyswap
 from ..errors import InvalidRequest, OAuthError
@@ -13,6 +13,8 @@ from ..events import TOKEN_DENIED, TOKEN_ISSUED, log_issuance
 bp = Blueprint("oauth", __name__)
 
 FORM = "application/x-www-form-urlencoded"
+#: Refusals that answer 400 but are failed guesses of a credential, limited like 401s.
+GUESSES = frozenset({"unknown_api_key"})
 
 
 @bp.post("/oauth/token")
@@ -26,6 +28,8 @@ def token() -> Response:
             raise InvalidRequest(f"the token endpoint takes {FORM} bodies")
         response, grant = keyswap.server.token_response()
     except OAuthError as error:
+        if error.reason in GUESSES:
+            g.keyswap_failed_credential = True  # counted by ratelimit's failure limit
         keyswap.metrics.token_failures.labels(error.reason).inc()
         log_issuance(TOKEN_DENIED, reason=error.reason, client=error.client_id, detail=error.detail)
         raise

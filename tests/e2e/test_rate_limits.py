@@ -41,6 +41,22 @@ def test_a_guessing_caller_is_slowed_a_legitimate_one_is_not(isolated_issuer):
     _assert_limited(_token(issuer, (creds.client_id, "guess-again")))
 
 
+def test_guessing_legacy_api_keys_is_slowed_like_failed_authentication(isolated_issuer):
+    issuer = isolated_issuer(rate_limit_failures="5/minute")
+    guess = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token_type": "urn:keyswap:params:oauth:token-type:api-key",
+    }
+    for n in range(5):
+        response = requests.post(
+            issuer.token_url, data={**guess, "subject_token": f"sk_{n}"}, timeout=10
+        )
+        assert response.json()["error_description"] == "unknown API key"
+    _assert_limited(
+        requests.post(issuer.token_url, data={**guess, "subject_token": "sk_x"}, timeout=10)
+    )
+
+
 def test_address_limit_applies_across_clients(isolated_issuer):
     issuer = isolated_issuer(rate_limit_address="4/minute")
     a, b = issuer.create_client(), issuer.create_client()
