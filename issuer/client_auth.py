@@ -199,7 +199,9 @@ def post_method(authenticator: SecretAuthenticator) -> Callable[[QueryClient, An
 
 
 # RFC 7523 client assertions: asymmetric algorithms only (RFC 8725 §3.1).
-ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+#: "Ed25519" is RFC 9864's fully specified name; "EdDSA" is deprecated there but still what
+#: most client libraries send, so both are accepted (joserfc warns on the latter).
+ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "Ed25519", "EdDSA"]
 #: The longest an assertion may live (exp - iat): an hour, which is what common client
 #: libraries (Authlib among them) sign by default; the replay store keeps a jti that long.
 MAX_ASSERTION_LIFETIME = 3600

@@ -13,7 +13,7 @@ from .config import Settings
 
 GRANT_TYPES = ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-ASSERTION_ALGS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+ASSERTION_ALGS = ["ES256", "ES384", "RS256", "PS256", "Ed25519", "EdDSA"]
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
 
 

@@ -77,6 +77,45 @@ def test_replayed_assertion_is_refused(live_issuer, key_client):
     }
 
 
+@pytest.mark.parametrize("alg", ["EdDSA", "Ed25519"])
+def test_ed25519_assertions_under_both_names_get_a_token(live_issuer, tmp_path, alg):
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import OKPKey
+
+    from issuer.db import transaction
+    from issuer.lifecycle import add_user
+
+    key = OKPKey.generate_key("Ed25519", private=True)
+    jwks_file = tmp_path / "ed-jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    with transaction(live_issuer.keyswap.sessions) as session:
+        add_user(session, "ed-svc", tenant="acme", actor="test")
+    result = live_issuer.app.test_cli_runner().invoke(
+        cli,
+        [
+            "clients", "create", "--owner", "ed-svc", "--scope", "orders:read",
+            "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file), "--json",
+        ],
+    )  # fmt: skip
+    client_id = json.loads(result.stdout)["client_id"]
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": live_issuer.token_url,
+        "iat": now,
+        "exp": now + 60,
+        "jti": f"ed-{alg}-{now}",
+    }
+    if alg == "EdDSA":  # PyJWT signs under the classic name
+        private_pem = key.as_pem(private=True)
+        assertion = jwt.encode(claims, private_pem, algorithm="EdDSA")
+    else:
+        assertion = jose_jwt.encode({"alg": alg}, claims, key, algorithms=[alg])
+    response = _post_assertion(live_issuer, client_id, assertion)
+    assert response.status_code == 200, response.text
+
+
 def test_issuer_identifier_is_an_accepted_audience(live_issuer, key_client):
     client_id, key = key_client
     assertion = private_key_jwt_sign(key, client_id, live_issuer.url, alg="ES256")
