@@ -6,6 +6,7 @@ httpx only by ``clients.httpx_auth``.
 
 from __future__ import annotations
 
+from .backoff import RetryPolicy
 from .errors import (
     ExpiredToken,
     InsufficientScope,
@@ -16,6 +17,8 @@ from .errors import (
     TokenRefused,
     UnknownKey,
 )
+from .token_cache import AccessToken, TokenCache
+from .token_client import TokenClient
 
 __all__ = [
     "ExpiredToken",
@@ -26,4 +29,8 @@ __all__ = [
     "TokenError",
     "TokenRefused",
     "UnknownKey",
+    "AccessToken",
+    "RetryPolicy",
+    "TokenCache",
+    "TokenClient",
 ]

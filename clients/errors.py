@@ -4,7 +4,7 @@
 
     KeyswapClientError
     ├── TokenError                 the issuer refused or could not issue a token
-    │   ├── TokenRefused           4xx answer: carries the issuer's ``error`` and ``error_description``
+    │   ├── TokenRefused           4xx: the issuer's ``error`` and ``error_description``
     │   └── IssuerUnavailable      5xx, 429 or a network failure, after retries
     └── InvalidToken               a bearer token failed verification (RFC 6750 ``invalid_token``)
         ├── ExpiredToken           ``exp`` is past (with leeway)
