@@ -1,0 +1,56 @@
+"""Unit tests of ``issuer.metadata``: the RFC 8414 document lists only what is supported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from issuer.config import Settings
+from issuer.metadata import build_metadata, metadata_bytes
+
+
+def _settings(tmp_path: Path, issuer: str = "https://issuer.example") -> Settings:
+    return Settings(
+        data_dir=tmp_path, database_url="sqlite://", key_encryption_key=bytes(32), issuer=issuer
+    )
+
+
+def test_metadata_endpoints_are_under_the_issuer(tmp_path):
+    document = build_metadata(_settings(tmp_path))
+    assert document["issuer"] == "https://issuer.example"
+    assert document["token_endpoint"] == "https://issuer.example/oauth/token"
+    assert document["jwks_uri"] == "https://issuer.example/jwks.json"
+    assert document["revocation_endpoint"] == "https://issuer.example/oauth/revoke"
+    assert document["introspection_endpoint"] == "https://issuer.example/oauth/introspect"
+
+
+def test_metadata_lists_only_supported_grants_methods_and_algorithms(tmp_path):
+    document = build_metadata(_settings(tmp_path))
+    methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    assert document["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
+    assert document["token_endpoint_auth_methods_supported"] == methods
+    assert document["revocation_endpoint_auth_methods_supported"] == methods
+    assert document["introspection_endpoint_auth_methods_supported"] == methods
+    # README: assertions signed with ES256, ES384, RS256, PS256 or EdDSA; never a MAC or none.
+    assertion_algs = set(document["token_endpoint_auth_signing_alg_values_supported"])
+    assert {"ES256", "ES384", "RS256", "PS256", "EdDSA"} <= assertion_algs
+    assert not {a for a in assertion_algs if a.startswith("HS") or a.lower() == "none"}
+    assert document["response_types_supported"] == []
+    assert "authorization_endpoint" not in document
+    assert "client_secret_jwt" not in json.dumps(document)
+
+
+def test_metadata_lists_are_copies(tmp_path):
+    first = build_metadata(_settings(tmp_path))
+    first["grant_types_supported"].append("password")
+    assert "password" not in build_metadata(_settings(tmp_path))["grant_types_supported"]
+
+
+def test_metadata_bytes_is_the_document_as_compact_json(tmp_path):
+    settings = _settings(tmp_path, "http://127.0.0.1:8000")
+    raw = metadata_bytes(settings)
+    assert json.loads(raw) == build_metadata(settings)
+    assert b" " not in raw
