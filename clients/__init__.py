@@ -17,8 +17,11 @@ from .errors import (
     TokenRefused,
     UnknownKey,
 )
+from .introspection import Introspector
+from .jwks_cache import JWKSCache
 from .token_cache import AccessToken, TokenCache
 from .token_client import TokenClient
+from .verifier import Principal, Verifier
 
 __all__ = [
     "ExpiredToken",
@@ -29,6 +32,10 @@ __all__ = [
     "TokenError",
     "TokenRefused",
     "UnknownKey",
+    "Introspector",
+    "JWKSCache",
+    "Principal",
+    "Verifier",
     "AccessToken",
     "RetryPolicy",
     "TokenCache",

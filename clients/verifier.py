@@ -1,0 +1,295 @@
+"""Offline verification of keyswap access tokens (RFC 9068 §4, RFC 8725 §3).
+
+``Verifier(issuer, audience)`` reads the issuer's RFC 8414 metadata once, then checks each
+token against the cached JWK Set: header ``typ`` is ``at+jwt``; the algorithm is the one
+bound to the key named by ``kid``, never the header's choice; ``iss``, ``aud``, ``exp``,
+``nbf`` and ``iat`` (with a small leeway) and the required claims. What passes becomes a
+frozen ``Principal``. ``verify(token, introspect=True)`` also asks the issuer whether the
+token is active now (RFC 7662), for calls that must see a revocation at once.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import threading
+import time
+from base64 import urlsafe_b64decode
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jwt
+import requests
+
+from .errors import ExpiredToken, InvalidToken, IssuerUnavailable
+from .introspection import Introspector
+from .jwks_cache import JWKSCache
+
+#: RFC 9068 §2.2 claims, plus keyswap's ``client_id`` owner link, that every token carries.
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+#: RFC 9068 §4: "typ" MUST be "at+jwt" or "application/at+jwt", compared case-insensitively.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+_MAX_HEADERS = 64
+
+_DESCRIPTIONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ImmatureSignatureError, "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "the token is not meant for this audience"),
+    (jwt.InvalidIssuerError, "the token was not issued by the expected issuer"),
+    (jwt.InvalidAlgorithmError, "the token's algorithm does not match its key"),
+    (jwt.InvalidSignatureError, "the token's signature is invalid"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified token speaks for, and what it may do."""
+
+    sub: str
+    client_id: str
+    tenant: str | None
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+    #: The legacy API key id the token was exchanged from (``ks_legacy_key``), if any.
+    legacy_key: str | None = None
+
+    def has_scopes(self, required: Iterable[str]) -> bool:
+        """Tell whether the token carries every scope in ``required``."""
+        return self.scopes.issuperset(required)
+
+
+def metadata_url(issuer: str) -> str:
+    """Return the RFC 8414 §3 metadata URL: the well-known path goes before the issuer's path."""
+    parts = urlsplit(issuer)
+    return urlunsplit(parts._replace(path=METADATA_PATH + parts.path.rstrip("/")))
+
+
+def _parse_header(segment: str) -> dict[str, Any]:
+    try:
+        header = json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidToken("the token is malformed") from exc
+    if not isinstance(header, dict):
+        raise InvalidToken("the token is malformed")
+    return header
+
+
+class Verifier:
+    """Checks keyswap access tokens offline; one per issuer and audience, shared by threads."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Iterable[str],
+        *,
+        leeway: float = 30.0,
+        jwks_uri: str | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 5.0,
+        min_refresh_interval: float = 10.0,
+        introspection_client: tuple[str, str] | None = None,
+        introspection_cache_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Verify tokens from ``issuer`` (its exact ``iss``) meant for ``audience``.
+
+        Nothing is fetched until the first token: then the metadata (unless ``jwks_uri``
+        is given) and the JWK Set. ``introspection_client`` is the (client_id, secret) of a
+        client created with ``--can-introspect``; ``clock`` (monotonic seconds) drives
+        the JWKS and introspection caches, not token times.
+        """
+        self.issuer = issuer
+        self.audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not self.audiences:
+            raise ValueError("a Verifier needs at least one audience")
+        self.leeway = leeway
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self._min_refresh_interval = min_refresh_interval
+        self._introspection_client = introspection_client
+        self._introspection_cache_ttl = introspection_cache_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._jwks_uri = jwks_uri
+        self._keys: JWKSCache | None = None
+        self._introspector: Introspector | None = None
+        self._metadata_failed_at = float("-inf")
+        # Built once: jwt.decode merges these into its defaults on every call.
+        self._options: Any = {"require": list(REQUIRED_CLAIMS)}
+        # Header segment -> kid, for headers that passed the checks: a key's tokens all
+        # share one header, so most calls skip decoding it (jwt.decode still verifies it).
+        self._kids: dict[str, str] = {}
+
+    @property
+    def keys(self) -> JWKSCache:
+        """Return the JWK Set cache, reading the issuer's metadata on first use."""
+        return self._keys or self._load()
+
+    def verify(
+        self, token: str, *, audience: str | Iterable[str] | None = None, introspect: bool = False
+    ) -> Principal:
+        """Return the principal of a valid ``token``; raise ``InvalidToken`` otherwise.
+
+        ``audience`` replaces the configured audiences for this call. With ``introspect``
+        the issuer is also asked whether the token is still active (RFC 7662).
+        ``IssuerUnavailable`` means the keys or the introspection answer could not be had.
+        """
+        kid = self._kid(token)
+        key = (self._keys or self._load()).get(kid)
+        principal = self._decode(token, key, audience)
+        if introspect:
+            self._introspect(token)
+        return principal
+
+    def verify_cached(
+        self, token: str, *, audience: str | Iterable[str] | None = None
+    ) -> Principal | None:
+        """Verify ``token`` without any network request; None when one would be needed.
+
+        For async code: only a None answer needs ``verify`` in a worker thread.
+        """
+        kid = self._kid(token)
+        keys = self._keys
+        key = keys.cached(kid) if keys is not None else None
+        if key is None:
+            return None
+        return self._decode(token, key, audience)
+
+    def introspector(self) -> Introspector:
+        """Return the RFC 7662 client; ValueError when no introspection client is configured."""
+        if self._keys is None:
+            self._load()  # the metadata names the introspection endpoint
+        if self._introspector is None:
+            raise ValueError("introspection needs introspection_client=(client_id, secret)")
+        return self._introspector
+
+    def _kid(self, token: str) -> str:
+        segment = token.partition(".")[0]
+        kid = self._kids.get(segment)
+        if kid is None:
+            kid = self._check_header(_parse_header(segment))
+            if len(self._kids) >= _MAX_HEADERS:  # forged headers must not grow it without bound
+                self._kids.clear()
+            self._kids[segment] = kid
+        return kid
+
+    def _check_header(self, header: Mapping[str, Any]) -> str:
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("the token is not an access token (typ must be at+jwt)")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("the token names no signing key")
+        return kid
+
+    def _decode(
+        self, token: str, key: jwt.PyJWK, audience: str | Iterable[str] | None
+    ) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[key.algorithm_name],
+                audience=self.audiences if audience is None else audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options=self._options,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ExpiredToken("the token has expired") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(_describe(exc)) from exc
+        return _principal(claims)
+
+    def _introspect(self, token: str) -> None:
+        if not self.introspector().is_active(token):
+            raise InvalidToken("the token is no longer active")
+
+    def _load(self) -> JWKSCache:
+        with self._lock:
+            if self._keys is not None:
+                return self._keys
+            # While the issuer is unreachable, ask at most once per refresh interval.
+            if self._clock() - self._metadata_failed_at < self._min_refresh_interval:
+                raise IssuerUnavailable("temporarily_unavailable", "the issuer is unavailable")
+            try:
+                return self._build()
+            except IssuerUnavailable:
+                self._metadata_failed_at = self._clock()
+                raise
+
+    def _build(self) -> JWKSCache:
+        jwks_uri = self._jwks_uri
+        if jwks_uri is None or self._introspection_client is not None:
+            metadata = self._metadata()
+            jwks_uri = jwks_uri or _string(metadata, "jwks_uri")
+            if self._introspection_client is not None:
+                client_id, secret = self._introspection_client
+                self._introspector = Introspector(
+                    _string(metadata, "introspection_endpoint"),
+                    client_id,
+                    secret,
+                    session=self._session,
+                    timeout=self._timeout,
+                    cache_ttl=self._introspection_cache_ttl,
+                    clock=self._clock,
+                )
+        self._keys = JWKSCache(
+            jwks_uri,
+            session=self._session,
+            timeout=self._timeout,
+            min_refresh_interval=self._min_refresh_interval,
+            clock=self._clock,
+        )
+        return self._keys
+
+    def _metadata(self) -> Mapping[str, Any]:
+        url = metadata_url(self.issuer)
+        try:
+            response = self._session.get(url, timeout=self._timeout)
+            response.raise_for_status()
+            metadata = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise IssuerUnavailable(
+                "temporarily_unavailable", f"cannot read {url}: {type(exc).__name__}"
+            ) from exc
+        # RFC 8414 §3.3: the "issuer" value returned MUST be identical to the issuer URL.
+        if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
+            raise IssuerUnavailable("temporarily_unavailable", f"{url} names another issuer")
+        return metadata
+
+
+def _string(metadata: Mapping[str, Any], name: str) -> str:
+    value = metadata.get(name)
+    if not isinstance(value, str):
+        raise IssuerUnavailable("temporarily_unavailable", f"the issuer's metadata lacks {name}")
+    return value
+
+
+def _describe(exc: jwt.PyJWTError) -> str:
+    for kind, description in _DESCRIPTIONS:
+        if isinstance(exc, kind):
+            return description
+    return "the token is malformed"
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    client_id, scope = claims["client_id"], claims.get("scope", "")
+    tenant, legacy_key = claims.get("tenant"), claims.get("ks_legacy_key")
+    if not isinstance(client_id, str) or not isinstance(scope, str):
+        raise InvalidToken("the token's client_id or scope is not a string")
+    if not isinstance(tenant, str | None) or not isinstance(legacy_key, str | None):
+        raise InvalidToken("the token's tenant or ks_legacy_key is not a string")
+    return Principal(
+        sub=claims["sub"],  # PyJWT checked it is a string
+        client_id=client_id,
+        tenant=tenant,
+        scopes=frozenset(scope.split()),
+        claims=MappingProxyType(claims),
+        legacy_key=legacy_key,
+    )
