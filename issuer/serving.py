@@ -12,10 +12,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 from jwks import KeyUnsealError
 
@@ -65,9 +68,9 @@ def _configure_logging() -> None:
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
-    """A gunicorn application serving one prepared keyswap app."""
+    """A gunicorn application serving one prepared WSGI app (keyswap's, or the shim)."""
 
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+    def __init__(self, app: WSGIApplication, options: dict[str, Any]) -> None:
         self._app = app
         self._options = options
         super().__init__()
@@ -77,14 +80,15 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApplication:
         """Return the already-built app (the master prepared it before forking)."""
         return self._app
 
 
 def _post_fork(server: Any, worker: Any) -> None:
     # Connections opened by the master must not be shared with the workers.
-    keyswap: Keyswap = worker.app.load().extensions["keyswap"]
+    app: Flask = worker.app.load()
+    keyswap: Keyswap = app.extensions["keyswap"]
     keyswap.engine.dispose(close=False)
 
 

@@ -13,7 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import audit, clients, db, keys, legacy, serve, tenants, tokens, users
+from . import audit, clients, db, keys, legacy, serve, shim, tenants, tokens, users
 
 
 class KeyswapGroup(FlaskGroup):
@@ -64,6 +64,7 @@ for group in (
 cli.add_command(audit.audit)
 cli.add_command(serve.serve_command)
 cli.add_command(serve.demo_command)
+cli.add_command(shim.shim_command)
 
 
 def main() -> None:

@@ -1,0 +1,70 @@
+"""``keyswap shim``: a reverse proxy that lets legacy API-key callers through as JWT callers.
+
+It needs no database: it exchanges keys at the issuer over HTTP (RFC 8693) with
+``clients.legacy``, and forwards each request to the upstream with ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from clients.legacy import KeyExchanger, ShimProxy
+
+from ..config import DEFAULT_ISSUER
+from ..serving import GunicornServer
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@click.command("shim")
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Address to listen on.")
+@click.option("--upstream", required=True, metavar="URL", help="Base URL of the service.")
+@click.option(
+    "--issuer",
+    envvar="KEYSWAP_ISSUER",
+    default=DEFAULT_ISSUER,
+    show_default=True,
+    help="The keyswap issuer that exchanges keys (or KEYSWAP_ISSUER).",
+)
+@click.option("--scope", help="Scope to ask for with every exchange (default: the key's).")
+@click.option("--resource", help="RFC 8707 resource (audience) to ask for with every exchange.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=16, show_default=True)
+def shim_command(
+    listen: str,
+    upstream: str,
+    issuer: str,
+    scope: str | None,
+    resource: str | None,
+    workers: int,
+    threads: int,
+) -> None:
+    """Proxy to --upstream, swapping X-API-Key (or Authorization: ApiKey) for a bearer token.
+
+    A key the issuer refuses is answered with the issuer's status and JSON error. Requests
+    without a legacy key pass through unchanged. Keys are never logged.
+    """
+    host, port = _address(listen)
+    exchanger = KeyExchanger.from_issuer(issuer, scope=scope, resource=resource)
+    proxy = ShimProxy(upstream, exchanger)
+    click.echo(f"keyswap shim on http://{host}:{port} -> {upstream} (issuer {issuer})", err=True)
+    GunicornServer(
+        proxy,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            # No access log: a query string could carry a key.
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "warning",
+            "proc_name": "keyswap-shim",
+            "control_socket_disable": True,
+        },
+    ).run()
