@@ -95,6 +95,7 @@ def test_import_clear_and_sha256_keys_reports_orphans(live_issuer, owners, runne
     )
     with transaction(live_issuer.keyswap.sessions) as session:
         bob_key = session.get(LegacyKey, report["rows"][1]["key_id"])
+        assert bob_key is not None and bob_key.expires_at is not None
         assert bob_key.expires_at.isoformat() == "2099-06-30T10:00:00+00:00"
         event = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "legacy_key.imported")
@@ -156,6 +157,7 @@ def test_dry_run_reports_the_same_and_changes_nothing(live_issuer, owners, runne
     assert real_report["rows"][1]["owner_created"] is True
     with transaction(live_issuer.keyswap.sessions) as session:
         dave = session.scalar(select(User).where(User.name == "dave"))
+        assert dave is not None
         assert (dave.kind, dave.tenant.name) == (UserKind.SERVICE_ACCOUNT, "beta")
 
 
@@ -312,7 +314,8 @@ def test_sunset_sets_headers_then_retires_the_key_and_can_be_cleared(
             .where(AuditEvent.action == "legacy_key.sunset_set")
             .order_by(AuditEvent.id)
         ).all()
-    assert len(reasons) == 3 and reasons[1].endswith(": moved to ks_")
+    assert len(reasons) == 3
+    assert reasons[1] is not None and reasons[1].endswith(": moved to ks_")
 
 
 def test_sunset_needs_a_date_or_clear_and_a_valid_date(live_issuer, owners, runner, tmp_path):

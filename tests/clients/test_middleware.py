@@ -98,7 +98,8 @@ def test_wsgi_verify_step_is_reusable_by_a_wrapper(live_issuer, verifier):
     middleware = BearerMiddleware(_whoami, verifier, realm=REALM)
     creds = live_issuer.create_client()
     environ = {"HTTP_AUTHORIZATION": f"Bearer {_token(live_issuer, creds)}"}
-    assert middleware.authenticate(environ).client_id == creds.client_id
+    principal = middleware.authenticate(environ)
+    assert principal is not None and principal.client_id == creds.client_id
     assert middleware.authenticate({}) is None
     with pytest.raises(InvalidToken) as refused:
         middleware.authenticate({"HTTP_AUTHORIZATION": "Bearer x.y.z"})

@@ -111,6 +111,7 @@ def test_disabled_client_is_refused(live_issuer):
     with transaction(live_issuer.keyswap.sessions) as session:
         client = disable_client(session, creds.client_id, actor="test")
         disabled_at = client.disabled_at
+    assert disabled_at is not None
     response = live_issuer.token(creds)
     _assert_error(
         response, 401, "invalid_client", f"the client was disabled at {format_time(disabled_at)}"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import timedelta
+from typing import Any
 
 import jwt
 import pytest
@@ -30,16 +31,18 @@ class CountingJWKClient(jwt.PyJWKClient):
 
 
 def _kid(token: str) -> str:
-    return jwt.get_unverified_header(token)["kid"]
+    kid: str = jwt.get_unverified_header(token)["kid"]
+    return kid
 
 
 def _token(issuer, creds) -> str:
     response = issuer.token(creds)
     assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
-def _verify(client: jwt.PyJWKClient, issuer, token: str) -> dict:
+def _verify(client: jwt.PyJWKClient, issuer, token: str) -> dict[str, Any]:
     key = client.get_signing_key_from_jwt(token)
     return jwt.decode(token, key.key, algorithms=[key.algorithm_name], audience=issuer.url)
 

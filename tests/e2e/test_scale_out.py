@@ -113,6 +113,7 @@ def two_servers(databases, redis_url, tmp_path):
 
 
 def _token(server, creds: Creds) -> requests.Response:
+    assert creds.client_secret is not None
     return requests.post(
         server.url + "/oauth/token",
         data={"grant_type": "client_credentials"},
@@ -126,6 +127,7 @@ def test_what_one_instance_changes_the_other_sees_at_once(two_servers):
     issuer = LiveIssuer(LiveServer(app=admin, url="http://127.0.0.1:8000"))
     creds = issuer.create_client(user="frank")
     rs = issuer.create_client(user="orders-api", can_introspect=True)
+    assert creds.client_secret is not None and rs.client_secret is not None
 
     # A user deactivated (through any instance's database) is refused by the other at once.
     assert _token(first, creds).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jwt
 import pytest
 import requests
@@ -14,7 +16,7 @@ from issuer.models import AuditEvent, Client
 from ..conftest import TcpProxy, make_settings, prepared_app, start_live_server, stop_live_server
 
 
-def _claims(token: str) -> dict:
+def _claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
 
@@ -73,8 +75,8 @@ def test_service_account_sub_is_its_stable_id(live_issuer):
 def _counts(live_issuer) -> tuple[int, int]:
     with transaction(live_issuer.keyswap.sessions) as session:
         return (
-            session.scalar(select(func.count()).select_from(Client)),
-            session.scalar(select(func.count()).select_from(AuditEvent)),
+            session.execute(select(func.count()).select_from(Client)).scalar_one(),
+            session.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
         )
 
 

@@ -7,13 +7,14 @@ import hashlib
 import io
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import jwt
 import pytest
 import requests
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from issuer.db import transaction, utcnow
 from issuer.errors import format_time
@@ -184,6 +185,7 @@ def test_revoked_key_says_when(live_issuer):
     api_key, key_id = _key(live_issuer)
     with transaction(live_issuer.keyswap.sessions) as session:
         revoked_at = revoke_legacy_key(session, key_id, actor="test").revoked_at
+    assert revoked_at is not None
     _assert_refused(
         _exchange(live_issuer, api_key), f"the API key was revoked at {format_time(revoked_at)}"
     )
@@ -258,6 +260,7 @@ def test_key_state_is_checked_before_owner_and_owner_before_scope(live_issuer):
     )
     with transaction(live_issuer.keyswap.sessions) as session:
         at = revoke_legacy_key(session, key_id, actor="test").revoked_at
+    assert at is not None
     _assert_refused(
         _exchange(live_issuer, api_key), f"the API key was revoked at {format_time(at)}"
     )
@@ -268,7 +271,9 @@ def test_key_with_a_sunset_date_carries_deprecation_headers(live_issuer):
     response = _exchange(live_issuer, api_key)
     assert response.status_code == 200, response.text
     with transaction(live_issuer.keyswap.sessions) as session:
-        imported_at = session.get(LegacyKey, key_id).created_at
+        key = session.get(LegacyKey, key_id)
+        assert key is not None
+        imported_at = key.created_at
     # RFC 9745 §2: a Structured Field Date; RFC 8594: an HTTP-date.
     assert response.headers["Deprecation"] == f"@{int(imported_at.timestamp())}"
     assert response.headers["Sunset"] == "Thu, 31 Dec 2099 00:00:00 GMT"
@@ -321,13 +326,14 @@ def test_unknown_legacy_key_id_is_inactive(live_issuer):
     api_key, key_id = _key(live_issuer)
     token = _exchange(live_issuer, api_key).json()["access_token"]
     with transaction(live_issuer.keyswap.sessions) as session:
-        session.execute(LegacyKey.__table__.delete().where(LegacyKey.id == key_id))
+        session.execute(delete(LegacyKey).where(LegacyKey.id == key_id))
     assert _introspect(live_issuer, rs, token) == {"active": False}
 
 
 def _use_count(live_issuer, key_id):
     with transaction(live_issuer.keyswap.sessions) as session:
         key = session.get(LegacyKey, key_id)
+        assert key is not None
         return key.use_count, key.last_used_at
 
 
@@ -382,7 +388,9 @@ def test_import_records_an_audit_event_without_the_key(live_issuer):
             select(AuditEvent).where(AuditEvent.action == "legacy_key.imported")
         ).all()
         assert len(events) == 1
-        assert events[0].details["imported"] == 1
+        details = events[0].details
+        assert details is not None
+        assert details["imported"] == 1
         stored = session.scalars(select(LegacyKey.key_hash)).all()
     assert api_key not in repr(events[0].details)
     assert stored == [hash_api_key(live_issuer.keyswap.hasher, api_key)]
@@ -393,7 +401,9 @@ def test_lookup_uses_the_index_with_100k_keys(live_issuer):
     api_key, key_id = _key(live_issuer)
     keyswap = live_issuer.keyswap
     with transaction(keyswap.sessions) as session:
-        owner_id = session.get(LegacyKey, key_id).owner_id
+        key = session.get(LegacyKey, key_id)
+        assert key is not None
+        owner_id = key.owner_id
         now = utcnow()
         session.execute(
             insert(LegacyKey),
@@ -412,13 +422,17 @@ def test_lookup_uses_the_index_with_100k_keys(live_issuer):
         )
     with transaction(keyswap.sessions) as session:
         assert session.scalar(select(func.count()).select_from(LegacyKey)) == 100_001
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         key_hash = hash_api_key(keyswap.hasher, api_key)
         if dialect == "postgresql":
             session.execute(text("ANALYZE legacy_keys"))
-            plan = session.execute(
-                text("EXPLAIN SELECT id FROM legacy_keys WHERE key_hash = :h"), {"h": key_hash}
-            ).scalars()
+            plan: Sequence[object] = (
+                session.execute(
+                    text("EXPLAIN SELECT id FROM legacy_keys WHERE key_hash = :h"), {"h": key_hash}
+                )
+                .scalars()
+                .all()
+            )
         else:
             plan = session.execute(
                 text("EXPLAIN QUERY PLAN SELECT id FROM legacy_keys WHERE key_hash = :h"),

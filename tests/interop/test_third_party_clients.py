@@ -4,6 +4,7 @@ PyJWT's PyJWKClient, joserfc), over real HTTP."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -17,7 +18,7 @@ from requests_oauthlib import OAuth2Session as RequestsOAuthlibSession
 REQUIRED = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "tenant"]
 
 
-def _verify_with_pyjwkclient(live_issuer, token: str, audience: str) -> dict:
+def _verify_with_pyjwkclient(live_issuer, token: str, audience: str) -> dict[str, Any]:
     jwks_client = PyJWKClient_for(live_issuer)
     signing_key = jwks_client.get_signing_key_from_jwt(token)
     return jwt.decode(
