@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -66,6 +66,8 @@ class ClientRecord:
     secrets: tuple[SecretRecord, ...]
 
 
+# Built once, with a bound parameter: executing the same statement object lets SQLAlchemy
+# reuse its compiled form and result metadata instead of re-deriving them per request.
 _CLIENT_RECORD_QUERY = (
     select(
         Client.id,
@@ -78,13 +80,13 @@ _CLIENT_RECORD_QUERY = (
         Client.enabled,
         Client.disabled_at,
         Client.can_introspect,
-        Client.tokens_revoked_before,
-        User.id,
-        User.status,
-        User.tokens_revoked_before,
-        Tenant.name,
-        Tenant.status,
-        Tenant.tokens_revoked_before,
+        Client.tokens_revoked_before.label("client_cutoff"),
+        User.id.label("user_id"),
+        User.status.label("user_status"),
+        User.tokens_revoked_before.label("user_cutoff"),
+        Tenant.name.label("tenant"),
+        Tenant.status.label("tenant_status"),
+        Tenant.tokens_revoked_before.label("tenant_cutoff"),
         ClientSecret.secret_hash,
         ClientSecret.expires_at,
         ClientSecret.revoked_at,
@@ -92,13 +94,14 @@ _CLIENT_RECORD_QUERY = (
     .join(User, User.id == Client.owner_id)
     .join(Tenant, Tenant.id == User.tenant_id)
     .outerjoin(ClientSecret, ClientSecret.client_id == Client.id)
+    .where(Client.id == bindparam("client_id"))
     .order_by(ClientSecret.id)
 )
 
 
 def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
-    rows = session.execute(_CLIENT_RECORD_QUERY.where(Client.id == client_id)).all()
+    rows = session.execute(_CLIENT_RECORD_QUERY, {"client_id": client_id}).all()
     if not rows:
         return None
     first = rows[0]
