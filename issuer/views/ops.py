@@ -48,4 +48,6 @@ def readyz() -> tuple[Response, int]:
 def metrics() -> Response:
     """Serve Prometheus metrics in the text exposition format."""
     keyswap = current_keyswap()
-    return Response(keyswap.metrics.render(), mimetype=keyswap.metrics.content_type)
+    # content_type, not mimetype: the exposition type already names its charset, and
+    # Werkzeug would append a second one to a text/* mimetype.
+    return Response(keyswap.metrics.render(), content_type=keyswap.metrics.content_type)
