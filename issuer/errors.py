@@ -138,6 +138,13 @@ class UnsupportedGrantType(OAuthError):
     reason = "unsupported_grant_type"
 
 
+class UnsupportedTokenType(OAuthError):
+    """A ``token_type_hint`` names a kind of token this server does not have (RFC 7009 §2.2.1)."""
+
+    error = "unsupported_token_type"
+    reason = "unsupported_token_type"
+
+
 class InvalidScope(OAuthError):
     """A requested scope is unknown or not allowed for the credential."""
 

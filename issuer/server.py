@@ -32,6 +32,7 @@ from .errors import (
     OAuthError,
     UnauthorizedClient,
     UnsupportedGrantType,
+    UnsupportedTokenType,
 )
 from .events import TOKEN_REVOKED, record
 from .grants import reject_repeated
@@ -91,6 +92,7 @@ _AUTHLIB_ERRORS: dict[str, type[OAuthError]] = {
     "invalid_scope": InvalidScope,
     "unauthorized_client": UnauthorizedClient,
     "unsupported_grant_type": UnsupportedGrantType,
+    "unsupported_token_type": UnsupportedTokenType,
 }
 
 
@@ -186,7 +188,25 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
             raise _with_client(translate_error(error), request) from None
         except OAuthError as error:
             raise _with_client(error, request) from None
-        return cast(Response, self.handle_response(status, body, headers))
+        response = cast(Response, self.handle_response(status, body, headers))
+        if not body:
+            # An empty body has no media type (not Flask's default text/html).
+            del response.headers["Content-Type"]
+        return response
+
+
+def check_token_params(form: Any, supported: tuple[str, ...]) -> None:
+    """Refuse a request without ``token`` or with a hint naming an unsupported token type.
+
+    Authlib raises the same errors without a description; these say what is wrong.
+    """
+    if "token" not in form:  # present but empty is a token like any other: inactive
+        raise InvalidRequest("missing token parameter")
+    hint = form.get("token_type_hint")
+    if hint and hint not in supported:
+        raise UnsupportedTokenType(
+            f"token_type_hint {hint!r} is not supported; use one of {', '.join(supported)}"
+        )
 
 
 class _Revocation(RevocationEndpoint):  # type: ignore[misc]
@@ -194,6 +214,10 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
     SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token")
+
+    def check_params(self, request: Any, client: Any) -> None:
+        """Refuse a missing token or an unsupported hint, with a description."""
+        check_token_params(request.form, self.SUPPORTED_TOKEN_TYPES)
 
     def authenticate_token(self, request: Any, client: Any) -> dict[str, Any] | None:
         """Return the token's claims if it is one of ours, None if unknown."""
@@ -221,13 +245,17 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
     def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         """Answer 200 with an empty body, for unknown tokens too (RFC 7009 §2.2)."""
         status, _body, _headers = super().create_endpoint_response(request)
-        return status, "", _JSON_NO_STORE
+        return status, "", list(NO_STORE.items())
 
 
 class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
     """RFC 7662 for clients registered with ``--can-introspect``."""
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request: Any, client: Any) -> None:
+        """Refuse a missing token or an unsupported hint, with a description."""
+        check_token_params(request.form, self.SUPPORTED_TOKEN_TYPES)
 
     def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         """Authenticate the caller, check its permission, and answer about the token now."""

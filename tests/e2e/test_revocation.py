@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import jwt
+import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -54,6 +55,37 @@ def test_client_revokes_its_own_token(live_issuer):
             select(AuditEvent).where(AuditEvent.action == "token.revoked")
         ).all()
     assert [e.actor for e in events] == [f"client:{creds.client_id}"]
+
+
+def test_revocation_answer_is_an_empty_body_without_a_media_type(live_issuer):
+    creds = live_issuer.create_client()
+    response = _revoke(live_issuer, creds, _token(live_issuer, creds))
+    assert (response.status_code, response.content) == (200, b"")
+    assert "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("endpoint", ["revoke", "introspect"])
+def test_missing_token_and_unsupported_hint_are_described(live_issuer, endpoint):
+    rs = live_issuer.create_client(can_introspect=True)
+
+    def post(**form):
+        return requests.post(
+            f"{live_issuer.url}/oauth/{endpoint}",
+            data=form,
+            auth=(rs.client_id, rs.client_secret),
+            timeout=10,
+        )
+
+    missing = post(token_type_hint="access_token")
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "error": "invalid_request",
+        "error_description": "missing token parameter",
+    }
+    hinted = post(token="abc", token_type_hint="id_token")
+    assert hinted.status_code == 400
+    assert hinted.json()["error"] == "unsupported_token_type"  # RFC 7009 §2.2.1
+    assert "'id_token' is not supported" in hinted.json()["error_description"]
 
 
 def test_unknown_and_already_revoked_tokens_answer_200(live_issuer):
