@@ -12,7 +12,6 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask, Response, current_app, g
-from flask_limiter import RateLimitExceeded
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -31,7 +30,7 @@ from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
 from .legacy import check_legacy_token
-from .ratelimit import limit_blueprint, make_limiter, render_rate_limited
+from .ratelimit import RateLimits, limit_blueprint
 from .rotation import advance
 from .server import KeyswapServer
 
@@ -186,9 +185,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from .views import oauth, ops, wellknown
 
-    limiter = make_limiter(app, settings)
-    limit_blueprint(limiter, oauth.bp, settings)
-    app.register_error_handler(RateLimitExceeded, partial(render_rate_limited, limiter))
+    limit_blueprint(app, RateLimits(settings), oauth.bp.name)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)

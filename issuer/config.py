@@ -118,7 +118,7 @@ class Settings:
     key_prepublish: int = 3600
     #: How often a process re-reads the key table (and applies a due rotation step).
     key_refresh_interval: float = 10.0
-    #: Flask-Limiter limit strings ("50/second", "10/minute"); "0" or "off" disables one.
+    #: Limit strings of the `limits` library ("50/second", "10/minute"); "0" or "off" disables one.
     rate_limit_client: str = "50/second"
     rate_limit_address: str = "500/second"
     rate_limit_failures: str = "20/minute"

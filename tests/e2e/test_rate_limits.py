@@ -84,3 +84,20 @@ def test_limits_are_shared_through_redis_across_instances(isolated_issuer, redis
     statuses = [issuer.token(creds).status_code for issuer, creds in [(first, a), (second, b)] * 2]
     assert statuses == [200] * 4
     _assert_limited(second.token(b))
+
+
+def test_unreachable_redis_falls_back_to_counting_in_memory(isolated_issuer, caplog):
+    # Port 1 on loopback refuses connections at once: Redis is "down".
+    issuer = isolated_issuer(rate_limit_client="3/minute", redis_url="redis://127.0.0.1:1/0")
+    creds = issuer.create_client()
+    for _ in range(3):
+        assert issuer.token(creds).status_code == 200
+    _assert_limited(issuer.token(creds))
+    assert "rate-limit storage unavailable, counting in memory" in caplog.text
+
+
+def test_one_setting_may_hold_several_limits(isolated_issuer):
+    issuer = isolated_issuer(rate_limit_client="100/second;3/minute")
+    creds = issuer.create_client()
+    assert [issuer.token(creds).status_code for _ in range(3)] == [200] * 3
+    _assert_limited(issuer.token(creds))
