@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -108,6 +108,64 @@ def make_reader(engine: Engine) -> Engine:
 
 
 _T = TypeVar("_T")
+
+
+class _Plan:
+    """A statement compiled for one dialect: SQL text, parameter order, result converters."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.converters = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        )
+
+
+class PreparedRead:
+    """A read-only SELECT run straight on the pooled driver connection.
+
+    ``Connection.execute`` spends about 150 us of CPU per call on work a hot, unchanging
+    query does not need (cache-key generation, execution context, result metadata). This
+    keeps what matters: SQLAlchemy compiles the SQL (once per dialect) and its own type
+    processors convert each result value, so rows equal what ``execute`` returns.
+    Parameters must be plain values that need no bind processing (ids, strings).
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._plans: dict[str, _Plan] = {}
+
+    def rows(self, connection: Connection, **parameters: Any) -> list[tuple[Any, ...]]:
+        """Run the statement with ``parameters`` on ``connection``; return converted rows."""
+        dialect = connection.dialect
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+        bound: Any = (
+            parameters
+            if plan.positions is None
+            else tuple(parameters[name] for name in plan.positions)
+        )
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(plan.sql, bound)
+            raw = cursor.fetchall()
+        except dialect.loaded_dbapi.Error:
+            # Run it the usual way: SQLAlchemy then wraps the error, and notices a lost
+            # connection, exactly as for any other statement (or it succeeds this time).
+            return [tuple(row) for row in connection.execute(self.statement, parameters)]
+        finally:
+            cursor.close()
+        pairs = [(index, convert) for index, convert in enumerate(plan.converters) if convert]
+        converted = []
+        for row in raw:
+            values = list(row)
+            for index, convert in pairs:
+                values[index] = convert(values[index])
+            converted.append(tuple(values))
+        return converted
 
 
 def read_live(reader: Engine, read: Callable[[Connection], _T]) -> _T:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
+from .db import PreparedRead
 from .models import (
     AuditEvent,
     AuthMethod,
@@ -97,11 +98,15 @@ _CLIENT_RECORD_QUERY = (
     .where(Client.id == bindparam("client_id"))
     .order_by(ClientSecret.id)
 )
+_CLIENT_RECORD = PreparedRead(_CLIENT_RECORD_QUERY)
 
 
 def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
-    rows = session.execute(_CLIENT_RECORD_QUERY, {"client_id": client_id}).all()
+    if isinstance(session, Connection):
+        rows: Sequence[Any] = _CLIENT_RECORD.rows(session, client_id=client_id)
+    else:
+        rows = session.execute(_CLIENT_RECORD_QUERY, {"client_id": client_id}).all()
     if not rows:
         return None
     first = rows[0]

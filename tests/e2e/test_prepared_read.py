@@ -1,0 +1,48 @@
+"""PreparedRead (the hot-path client read) returns exactly what Connection.execute returns.
+
+It runs on the real database of the run (SQLite, or PostgreSQL in CI), since the point is
+that SQLAlchemy's type processing is the same on each backend.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from issuer.db import make_reader, transaction, utcnow
+from issuer.models import Client, ClientSecret
+from issuer.storage import _CLIENT_RECORD, _CLIENT_RECORD_QUERY, load_client_record
+
+
+def test_prepared_read_rows_equal_execute_rows_with_every_type(live_issuer):
+    creds = live_issuer.create_client(audience=["https://orders.example"], token_ttl=600)
+    now = utcnow()
+    with transaction(live_issuer.keyswap.sessions) as session:
+        # Fill the nullable datetimes too, so their conversion is compared.
+        session.execute(
+            update(ClientSecret)
+            .where(ClientSecret.client_id == creds.client_id)
+            .values(expires_at=now + timedelta(days=1), revoked_at=now)
+        )
+        session.execute(
+            update(Client).where(Client.id == creds.client_id).values(tokens_revoked_before=now)
+        )
+    reader = make_reader(live_issuer.keyswap.engine)
+    with reader.connect() as connection:
+        expected = [
+            tuple(row)
+            for row in connection.execute(_CLIENT_RECORD_QUERY, {"client_id": creds.client_id})
+        ]
+        rows = _CLIENT_RECORD.rows(connection, client_id=creds.client_id)
+        assert rows == expected
+        assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
+        assert _CLIENT_RECORD.rows(connection, client_id="ks_nobody") == []
+        record = load_client_record(connection, creds.client_id)
+    with transaction(live_issuer.keyswap.sessions) as session:
+        assert record == load_client_record(session, creds.client_id)
+    assert record is not None
+    assert record.audiences == ("https://orders.example",) and record.token_ttl == 600
+    assert record.secrets[0].revoked_at == now
+    assert record.tokens_revoked_before is not None
+    assert record.tokens_revoked_before.tzinfo is not None
