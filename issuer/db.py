@@ -60,7 +60,7 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # WAL and a busy timeout let several gunicorn workers share one SQLite file;
+    # WAL and a busy timeout let several server workers share one SQLite file;
     # foreign keys are off by default in SQLite.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -1,6 +1,6 @@
 """Prometheus metrics: issuance by grant, refusals by reason, token endpoint latency.
 
-Metrics live in a registry owned by the app (none at import time). Under gunicorn with
+Metrics live in a registry owned by the app (none at import time). Served with
 several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``keyswap serve``) makes
 ``render`` aggregate every worker's values.
 """

@@ -1,8 +1,14 @@
-"""Serving under gunicorn: start-up checks, then pre-forked workers.
+"""Serving: start-up checks, then worker processes under granian (the shim uses gunicorn).
 
-Start-up (in the master, once): migrate the schema, make sure a signing key exists,
+Start-up (in the main process, once): migrate the schema, make sure a signing key exists,
 and open it — a wrong key-encryption key stops here with a clear message, before any
-worker starts. Never Flask's development server.
+worker starts. Then granian runs ``worker_app`` in each worker process. Never Flask's
+development server.
+
+Why granian: measured with ``python -m bench`` on two cores (c=32, PostgreSQL), the same app
+served 2,170 tokens/s at p99 22 ms and 780 us of CPU per token under granian (2 workers),
+against 1,000/s, p99 53 ms, 1,670 us under gunicorn's sync workers (4; no keep-alive, so
+a TCP connection per token) and 1,470/s, p99 68 ms, 1,120 us under gthread (2 x 4).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def _configure_logging() -> None:
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
-    """A gunicorn application serving one prepared WSGI app (keyswap's, or the shim)."""
+    """A gunicorn application serving one prepared WSGI app (the legacy-key shim's)."""
 
     def __init__(self, app: WSGIApplication, options: dict[str, Any]) -> None:
         self._app = app
@@ -85,17 +91,14 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._app
 
 
-def _post_fork(server: Any, worker: Any) -> None:
-    # Connections opened by the master must not be shared with the workers.
-    app: Flask = worker.app.load()
-    keyswap: Keyswap = app.extensions["keyswap"]
-    keyswap.engine.dispose(close=False)
+def worker_app() -> Flask:
+    """Build the app in a server worker (granian calls this once per worker process).
 
-
-def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    Settings come from the environment, as in the main process, which has already
+    migrated the database and written any generated key-encryption key to the data dir.
+    """
+    _configure_logging()
+    return create_app(Settings.from_env())
 
 
 def run(
@@ -107,35 +110,38 @@ def run(
     threads: int,
     setup: Callable[[Flask], None] | None = None,
 ) -> None:
-    """Prepare the database and keys, run ``setup``, then serve on ``host:port`` until stopped."""
+    """Prepare the database and keys, run ``setup``, then serve on ``host:port`` until stopped.
+
+    ``settings`` must be what ``Settings.from_env()`` gives: the workers read it again.
+    """
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
     _configure_logging()
     metrics_dir = tempfile.mkdtemp(prefix="keyswap-metrics-")
-    # Must be set before prometheus_client is first imported (create_app imports it).
+    # Must be set before prometheus_client is first imported (create_app imports it);
+    # the workers inherit it and count into the same directory.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         app = create_app(settings)
         prepare(app)
         if setup is not None:
             setup(app)
+        # Nothing opened here may be shared with the workers.
         app.extensions["keyswap"].engine.dispose()
-        options: dict[str, Any] = {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "worker_class": "gthread" if threads > 1 else "sync",
-            "threads": threads,
-            "timeout": 30,
-            "graceful_timeout": 10,
-            "keepalive": 5,
-            "limit_request_line": 4094,
-            "limit_request_fields": 50,
-            "post_fork": _post_fork,
-            "child_exit": _child_exit,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": "info",
-            "proc_name": "keyswap",
-            "control_socket_disable": True,
-        }
-        GunicornServer(app, options).run()
+        Server(
+            "issuer.serving:worker_app",
+            factory=True,
+            interface=Interfaces.WSGI,
+            address=host,
+            port=port,
+            workers=workers,
+            blocking_threads=threads,
+            websockets=False,
+            log_level=LogLevels.warning,
+            log_access=False,  # a token request's query string is never logged
+            respawn_failed_workers=True,
+        ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Two real `keyswap serve` processes (gunicorn) on one database, rate limits in Redis.
+"""Two real `keyswap serve` processes (granian workers) on one database, rate limits in Redis.
 
 What one instance changes, the other sees on the very next request: a deactivated user,
 a revoked token, a rotated signing key.
