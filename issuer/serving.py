@@ -142,6 +142,9 @@ def run(
             log_level=LogLevels.warning,
             log_access=False,  # a token request's query string is never logged
             respawn_failed_workers=True,
+            # A worker that ignores the stop signal is killed rather than waited on forever
+            # (seen once under load in testing).
+            workers_kill_timeout=10,
         ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
