@@ -81,16 +81,21 @@ class KeyExchanger:
         resource: str | None = None,
         refusal_ttl: float = 10.0,
         max_refusals: int = 10_000,
+        max_age: float | None = None,
     ) -> None:
         """Exchange through ``tokens`` (a ``TokenClient`` for the issuer, no credentials needed).
 
         ``scope`` and ``resource`` are sent with every exchange. A refused key is answered
         from memory for ``refusal_ttl`` seconds (at most ``max_refusals`` keys remembered).
+        A token is reused until shortly before it expires, or for at most ``max_age``
+        seconds: the longest a deactivated owner's legacy calls keep passing. ``max_age=0``
+        exchanges on every call, so every legacy call gets the issuer's live owner check.
         """
         self.tokens = tokens
         self.scope = normalize_scope(scope)
         self.resource = resource
-        self.cache = TokenCache()
+        self.max_age = max_age
+        self.cache = TokenCache(clock=tokens.clock)
         self._refusals: TTLCache[str, TokenRefused] = TTLCache(max_refusals, refusal_ttl)
         self._lock = threading.Lock()
 
@@ -106,13 +111,22 @@ class KeyExchanger:
             refused = self._refusals.get(digest)
         if refused is not None:
             raise refused
+        fetched = []
+
+        def exchange() -> AccessToken:
+            fetched.append(True)
+            return self.tokens.exchange_api_key(api_key, scope=self.scope, resource=self.resource)
+
         try:
-            return self.cache.get(
-                digest,
-                lambda: self.tokens.exchange_api_key(
-                    api_key, scope=self.scope, resource=self.resource
-                ),
-            )
+            if self.max_age == 0:
+                return exchange()
+            token = self.cache.get(digest, exchange)
+            issued_at = token.expires_at - token.expires_in
+            if not fetched and self.max_age is not None:
+                if self.tokens.clock() - issued_at >= self.max_age:
+                    self.cache.invalidate(digest, token.access_token)
+                    token = self.cache.get(digest, exchange)
+            return token
         except TokenRefused as exc:
             with self._lock:
                 self._refusals[digest] = exc

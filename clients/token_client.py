@@ -136,6 +136,11 @@ class TokenClient:
         """Return a client that trades the legacy ``api_key`` for tokens (RFC 8693)."""
         return cls(token_url, issuer=issuer, api_key=api_key, **options)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Return the clock that times this client's tokens (``AccessToken.expires_at``)."""
+        return self._clock
+
     # --- tokens -------------------------------------------------------------------------
 
     def get_token(self, scope: Scope = None, resource: str | None = None) -> AccessToken:

@@ -33,6 +33,12 @@ def _address(value: str) -> tuple[str, int]:
 )
 @click.option("--scope", help="Scope to ask for with every exchange (default: the key's).")
 @click.option("--resource", help="RFC 8707 resource (audience) to ask for with every exchange.")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0),
+    help="Reuse a key's token for at most this many seconds (0: exchange on every call, "
+    "a live owner check each time). Default: until shortly before it expires.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=16, show_default=True)
 def shim_command(
@@ -41,6 +47,7 @@ def shim_command(
     issuer: str,
     scope: str | None,
     resource: str | None,
+    max_age: float | None,
     workers: int,
     threads: int,
 ) -> None:
@@ -50,7 +57,7 @@ def shim_command(
     without a legacy key pass through unchanged. Keys are never logged.
     """
     host, port = _address(listen)
-    exchanger = KeyExchanger.from_issuer(issuer, scope=scope, resource=resource)
+    exchanger = KeyExchanger.from_issuer(issuer, scope=scope, resource=resource, max_age=max_age)
     proxy = ShimProxy(upstream, exchanger)
     click.echo(f"keyswap shim on http://{host}:{port} -> {upstream} (issuer {issuer})", err=True)
     GunicornServer(

@@ -26,14 +26,14 @@ from flask import Flask, g, request
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from clients import TokenRefused, Verifier
+from clients import TokenClient, TokenRefused, Verifier
 from clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
 from clients.wsgi import ENVIRON_KEY
 from issuer.db import transaction
 from issuer.legacy.importing import import_legacy_keys, parse_csv
 from issuer.legacy.usage import usage_for
 
-from .token_servers import tokens_issued
+from .token_servers import FakeClock, tokens_issued
 
 
 @pytest.fixture(autouse=True)
@@ -157,6 +157,40 @@ def test_middleware_still_refuses_requests_without_any_credential(live_issuer, g
     response = requests.get(f"{guarded}/orders", timeout=10)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer realm=")
+
+
+def test_with_max_age_0_a_deactivated_owner_is_refused_on_the_next_call(live_issuer):
+    api_key, _ = _import_key(live_issuer)
+    app = _resource_app()
+    app.wsgi_app = LegacyKeyMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app,
+        Verifier(live_issuer.url, audience=live_issuer.url),
+        KeyExchanger.from_issuer(live_issuer.url, max_age=0),
+    )
+    with _serving(app) as url:
+        first = requests.get(f"{url}/orders", headers={"X-API-Key": api_key}, timeout=10)
+        assert first.status_code == 200, first.text
+        live_issuer.set_user_status("billing-svc", "deactivated")
+        refused = requests.get(f"{url}/orders", headers={"X-API-Key": api_key}, timeout=10)
+    assert refused.status_code == 400
+    assert refused.json()["error_description"] == (
+        "the user associated with this key is deactivated"
+    )
+
+
+def test_max_age_bounds_how_long_a_keys_token_is_reused(live_issuer):
+    api_key, _ = _import_key(live_issuer)
+    clock = FakeClock()
+    exchanger = KeyExchanger(TokenClient.from_issuer(live_issuer.url, clock=clock), max_age=60)
+    before = tokens_issued(live_issuer.url)
+    first = exchanger.token_for(api_key)
+    clock.advance(59)
+    assert exchanger.token_for(api_key) is first
+    clock.advance(2)
+    second = exchanger.token_for(api_key)
+    assert second is not first
+    assert exchanger.token_for(api_key) is second
+    assert tokens_issued(live_issuer.url) - before == 2
 
 
 def _unknown_key_refusals(issuer_url: str) -> float:
