@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from .db import PreparedRead
 from .models import RevokedToken
 
 
@@ -41,9 +42,15 @@ def revoke_claims(session: Session, claims: Mapping[str, Any], now: datetime) ->
     )
 
 
-def is_revoked(session: Session, jti: str) -> bool:
+_IS_REVOKED = select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti"))
+_IS_REVOKED_READ = PreparedRead(_IS_REVOKED)
+
+
+def is_revoked(session: Session | Connection, jti: str) -> bool:
     """Tell whether ``jti`` is on the denylist."""
-    return session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
+    if isinstance(session, Connection):
+        return bool(_IS_REVOKED_READ.rows(session, jti=jti))
+    return session.execute(_IS_REVOKED, {"jti": jti}).first() is not None
 
 
 def prune_revoked(session: Session, now: datetime) -> int:

@@ -266,11 +266,11 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             )
         self.check_params(request, client)
         claims = self.server.read_token(request.form["token"])
-        body = introspect(
-            self.server.session(),
-            claims,
-            utcnow(),
-            other_credentials=tuple(self.server.credential_checks),
+        checks = tuple(self.server.credential_checks)
+        # Reads only: in autocommit, one round trip per query, retried on a stale connection.
+        body = read_live(
+            self.server.reader,
+            lambda connection: introspect(connection, claims, utcnow(), other_credentials=checks),
         )
         return 200, body, _JSON_NO_STORE
 

@@ -145,7 +145,7 @@ def load_legacy_key(session: Session | Connection, key_hash: str) -> LegacyRecor
     return None if row is None else _record(row)
 
 
-def load_legacy_status(session: Session, key_id: str) -> LegacyRecord | None:
+def load_legacy_status(session: Session | Connection, key_id: str) -> LegacyRecord | None:
     """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
     row = session.execute(_RECORD_QUERY.where(LegacyKey.id == key_id)).first()
     return None if row is None else _record(row)
@@ -159,7 +159,7 @@ def check_legacy_key(record: LegacyRecord, now: datetime) -> None:
 
 
 def check_legacy_token(
-    session: Session, client_id: str, claims: Mapping[str, Any], now: datetime
+    session: Session | Connection, client_id: str, claims: Mapping[str, Any], now: datetime
 ) -> bool | None:
     """Tell introspection whether a token exchanged from a legacy key is still live.
 
