@@ -110,8 +110,9 @@ class KeyExchanger:
         with self._lock:
             refused = self._refusals.get(digest)
         if refused is not None:
-            raise refused
-        fetched = []
+            # A cached exception: drop its old traceback, or each raise would grow it.
+            raise refused.with_traceback(None)
+        fetched: list[bool] = []
 
         def exchange() -> AccessToken:
             fetched.append(True)
