@@ -164,9 +164,25 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _swap_key_for_token(environ: WSGIEnvironment, token: AccessToken) -> None:
+def _swap_key_for_token(
+    exchanger: KeyExchanger, environ: WSGIEnvironment, start_response: StartResponse
+) -> list[bytes] | None:
+    """Put a bearer token in place of the request's legacy key, if it has one.
+
+    Returns None to go on (no key, or swapped), or the refusal's body once it is started.
+    """
+    api_key = api_key_from(environ)
+    if api_key is None:
+        return None
+    try:
+        token = exchanger.token_for(api_key)
+    except TokenError as exc:
+        status, headers, body = refusal(exc)
+        start_response(status, headers)
+        return [body]
     environ.pop(_API_KEY_ENVIRON, None)
     environ["HTTP_AUTHORIZATION"] = f"Bearer {token.access_token}"
+    return None
 
 
 class LegacyKeyMiddleware:
@@ -185,15 +201,9 @@ class LegacyKeyMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Exchange a legacy key if the request has one, then verify as a bearer token."""
-        api_key = api_key_from(environ)
-        if api_key is not None:
-            try:
-                token = self.exchanger.token_for(api_key)
-            except TokenError as exc:
-                status, headers, body = refusal(exc)
-                start_response(status, headers)
-                return [body]
-            _swap_key_for_token(environ, token)
+        refused = _swap_key_for_token(self.exchanger, environ, start_response)
+        if refused is not None:
+            return refused
         return self.bearer(environ, start_response)
 
 
@@ -216,15 +226,9 @@ class ShimProxy:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Swap the key (or answer the issuer's refusal), forward, relay the answer."""
-        api_key = api_key_from(environ)
-        if api_key is not None:
-            try:
-                token = self.exchanger.token_for(api_key)
-            except TokenError as exc:
-                status, headers, body = refusal(exc)
-                start_response(status, headers)
-                return [body]
-            _swap_key_for_token(environ, token)
+        refused = _swap_key_for_token(self.exchanger, environ, start_response)
+        if refused is not None:
+            return refused
         try:
             upstream = self._forward(environ)
         except requests.RequestException as exc:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import requests
@@ -27,12 +26,12 @@ import requests
 from .errors import ExpiredToken, InvalidToken, IssuerUnavailable
 from .introspection import Introspector
 from .jwks_cache import JWKSCache
+from .token_client import metadata_url
 
 #: RFC 9068 §2.2 claims, plus keyswap's ``client_id`` owner link, that every token carries.
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 #: RFC 9068 §4: "typ" MUST be "at+jwt" or "application/at+jwt", compared case-insensitively.
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-METADATA_PATH = "/.well-known/oauth-authorization-server"
 _MAX_HEADERS = 64
 
 _DESCRIPTIONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
@@ -59,12 +58,6 @@ class Principal:
     def has_scopes(self, required: Iterable[str]) -> bool:
         """Tell whether the token carries every scope in ``required``."""
         return self.scopes.issuperset(required)
-
-
-def metadata_url(issuer: str) -> str:
-    """Return the RFC 8414 §3 metadata URL: the well-known path goes before the issuer's path."""
-    parts = urlsplit(issuer)
-    return urlunsplit(parts._replace(path=METADATA_PATH + parts.path.rstrip("/")))
 
 
 def _parse_header(segment: str) -> dict[str, Any]:
