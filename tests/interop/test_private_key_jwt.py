@@ -17,28 +17,33 @@ from issuer.cli import cli
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-@pytest.fixture
-def key_client(live_issuer, tmp_path):
-    """A client registered through the CLI with the public half of an ES256 key."""
+def _register(live_issuer, tmp_path, key, owner):
+    """Register a private_key_jwt client through the CLI with ``key``'s public half."""
     from issuer.db import transaction
     from issuer.lifecycle import add_user
 
-    key = ECKey.generate_key("P-256", private=True)
-    jwks_file = tmp_path / "client-jwks.json"
+    jwks_file = tmp_path / f"{owner}-jwks.json"
     jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
     with transaction(live_issuer.keyswap.sessions) as session:
-        add_user(session, "signer-svc", tenant="acme", actor="test")
+        add_user(session, owner, tenant="acme", actor="test")
     result = live_issuer.app.test_cli_runner().invoke(
         cli,
         [
-            "clients", "create", "--owner", "signer-svc", "--scope", "orders:read",
+            "clients", "create", "--owner", owner, "--scope", "orders:read",
             "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file), "--json",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
     assert created["client_secret"] is None
-    return created["client_id"], key
+    return created["client_id"]
+
+
+@pytest.fixture
+def key_client(live_issuer, tmp_path):
+    """A client registered through the CLI with the public half of an ES256 key."""
+    key = ECKey.generate_key("P-256", private=True)
+    return _register(live_issuer, tmp_path, key, "signer-svc"), key
 
 
 def _post_assertion(live_issuer, client_id, assertion):
@@ -82,22 +87,8 @@ def test_ed25519_assertions_under_both_names_get_a_token(live_issuer, tmp_path, 
     from joserfc import jwt as jose_jwt
     from joserfc.jwk import OKPKey
 
-    from issuer.db import transaction
-    from issuer.lifecycle import add_user
-
     key = OKPKey.generate_key("Ed25519", private=True)
-    jwks_file = tmp_path / "ed-jwks.json"
-    jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-    with transaction(live_issuer.keyswap.sessions) as session:
-        add_user(session, "ed-svc", tenant="acme", actor="test")
-    result = live_issuer.app.test_cli_runner().invoke(
-        cli,
-        [
-            "clients", "create", "--owner", "ed-svc", "--scope", "orders:read",
-            "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file), "--json",
-        ],
-    )  # fmt: skip
-    client_id = json.loads(result.stdout)["client_id"]
+    client_id = _register(live_issuer, tmp_path, key, "ed-svc")
     now = int(time.time())
     claims = {
         "iss": client_id,
