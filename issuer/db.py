@@ -113,7 +113,7 @@ _T = TypeVar("_T")
 class _Plan:
     """A statement compiled for one dialect: SQL text, parameter order, result converters."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.positions = tuple(compiled.positiontup or ()) if compiled.positional else None
@@ -133,7 +133,7 @@ class PreparedRead:
     Parameters must be plain values that need no bind processing (ids, strings).
     """
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self._plans: dict[str, _Plan] = {}
 

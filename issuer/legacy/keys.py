@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import events
-from ..db import utcnow
+from ..db import PreparedRead, utcnow
 from ..hashing import SecretHasher
 from ..models import LegacyKey, Tenant, User
 from ..policy import OwnerStatus, Refusal, check_credential, check_issued_after, check_owner
@@ -100,18 +100,23 @@ _RECORD_QUERY = (
         LegacyKey.expires_at,
         LegacyKey.sunset_at,
         LegacyKey.revoked_at,
-        LegacyKey.tokens_revoked_before,
+        LegacyKey.tokens_revoked_before.label("key_cutoff"),
         LegacyKey.created_at,
-        User.id,
-        User.status,
-        User.tokens_revoked_before,
-        Tenant.name,
-        Tenant.status,
-        Tenant.tokens_revoked_before,
+        User.id.label("user_id"),
+        User.status.label("user_status"),
+        User.tokens_revoked_before.label("user_cutoff"),
+        Tenant.name.label("tenant"),
+        Tenant.status.label("tenant_status"),
+        Tenant.tokens_revoked_before.label("tenant_cutoff"),
     )
     .join(User, User.id == LegacyKey.owner_id)
     .join(Tenant, Tenant.id == User.tenant_id)
 )
+# The exchange's lookup, built once and run as a prepared read (see ``db.PreparedRead``).
+_BY_HASH = _RECORD_QUERY.where(LegacyKey.key_hash == bindparam("key_hash"))
+_BY_HASH_READ = PreparedRead(_BY_HASH)
+_BY_ID = _RECORD_QUERY.where(LegacyKey.id == bindparam("key_id"))
+_BY_ID_READ = PreparedRead(_BY_ID)
 
 
 def _record(row: Any) -> LegacyRecord:
@@ -141,13 +146,19 @@ def _record(row: Any) -> LegacyRecord:
 
 def load_legacy_key(session: Session | Connection, key_hash: str) -> LegacyRecord | None:
     """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
-    row = session.execute(_RECORD_QUERY.where(LegacyKey.key_hash == key_hash)).first()
+    if isinstance(session, Connection):
+        rows = _BY_HASH_READ.rows(session, key_hash=key_hash)
+        return _record(rows[0]) if rows else None
+    row = session.execute(_BY_HASH, {"key_hash": key_hash}).first()
     return None if row is None else _record(row)
 
 
 def load_legacy_status(session: Session | Connection, key_id: str) -> LegacyRecord | None:
     """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
-    row = session.execute(_RECORD_QUERY.where(LegacyKey.id == key_id)).first()
+    if isinstance(session, Connection):
+        rows = _BY_ID_READ.rows(session, key_id=key_id)
+        return _record(rows[0]) if rows else None
+    row = session.execute(_BY_ID, {"key_id": key_id}).first()
     return None if row is None else _record(row)
 
 

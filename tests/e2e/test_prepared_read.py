@@ -46,3 +46,32 @@ def test_prepared_read_rows_equal_execute_rows_with_every_type(live_issuer):
     assert record.secrets[0].revoked_at == now
     assert record.tokens_revoked_before is not None
     assert record.tokens_revoked_before.tzinfo is not None
+
+
+def test_legacy_key_lookups_agree_between_prepared_and_session_reads(live_issuer):
+    import io
+
+    from issuer.legacy.importing import import_legacy_keys, parse_csv
+    from issuer.legacy.keys import hash_api_key, load_legacy_key, load_legacy_status
+
+    live_issuer.create_client(user="billing-svc")
+    text = (
+        "api_key,owner,scopes,expires_at,sunset_at\n"
+        "sk_parity,billing-svc,a b,2099-01-01,2098-06-30\n"
+    )
+    with transaction(live_issuer.keyswap.sessions) as session:
+        report = import_legacy_keys(
+            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(text)), actor="test"
+        )
+    key_id = report.results[0].key_id
+    assert key_id is not None
+    key_hash = hash_api_key(live_issuer.keyswap.hasher, "sk_parity")
+    with make_reader(live_issuer.keyswap.engine).connect() as connection:
+        by_hash = load_legacy_key(connection, key_hash)
+        by_id = load_legacy_status(connection, key_id)
+    with transaction(live_issuer.keyswap.sessions) as session:
+        assert by_hash == load_legacy_key(session, key_hash)
+        assert by_id == load_legacy_status(session, key_id)
+    assert by_hash is not None and by_hash == by_id
+    assert by_hash.scopes == ("a", "b") and by_hash.sunset_at is not None
+    assert by_hash.sunset_at.tzinfo is not None
