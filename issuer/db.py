@@ -115,6 +115,11 @@ class _Plan:
 
     def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
+        for bind in compiled.binds.values():
+            # Values are sent to the driver as given: a type that converts them (dates,
+            # enums, JSON) would need SQLAlchemy's bind processing, which this skips.
+            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+                raise ValueError(f"PreparedRead cannot bind {bind.key!r}: its type converts")
         self.sql = compiled.string
         self.positions = tuple(compiled.positiontup or ()) if compiled.positional else None
         self.converters = tuple(
