@@ -142,8 +142,13 @@ class PreparedRead:
         self.statement = statement
         self._plans: dict[str, _Plan] = {}
 
-    def rows(self, connection: Connection, **parameters: Any) -> list[tuple[Any, ...]]:
-        """Run the statement with ``parameters`` on ``connection``; return converted rows."""
+    def rows(self, connection: Connection | Session, **parameters: Any) -> list[tuple[Any, ...]]:
+        """Run the statement with ``parameters``; return converted rows.
+
+        On a ``Session`` (a transaction already open) it runs through ``execute`` as usual.
+        """
+        if isinstance(connection, Session):
+            return [tuple(row) for row in connection.execute(self.statement, parameters)]
         dialect = connection.dialect
         plan = self._plans.get(dialect.name)
         if plan is None:

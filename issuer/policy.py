@@ -86,6 +86,20 @@ class OwnerStatus:
     #: The later of the owner's and the tenant's revocation cutoffs.
     tokens_revoked_before: datetime | None = None
 
+    @classmethod
+    def of(
+        cls,
+        user_id: str,
+        user_status: UserStatus,
+        user_cutoff: datetime | None,
+        tenant: str,
+        tenant_status: TenantStatus,
+        tenant_cutoff: datetime | None,
+    ) -> OwnerStatus:
+        """Return the status read from a user's and its tenant's columns."""
+        cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
+        return cls(user_id, user_status, tenant, tenant_status, max(cutoffs, default=None))
+
 
 def check_credential(
     *,

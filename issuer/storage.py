@@ -103,10 +103,7 @@ _CLIENT_RECORD = PreparedRead(_CLIENT_RECORD_QUERY)
 
 def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
-    if isinstance(session, Connection):
-        rows: Sequence[Any] = _CLIENT_RECORD.rows(session, client_id=client_id)
-    else:
-        rows = session.execute(_CLIENT_RECORD_QUERY, {"client_id": client_id}).all()
+    rows = _CLIENT_RECORD.rows(session, client_id=client_id)
     if not rows:
         return None
     first = rows[0]
@@ -127,20 +124,11 @@ def load_client_record(session: Session | Connection, client_id: str) -> ClientR
         disabled_at=disabled_at,
         can_introspect=can_introspect,
         tokens_revoked_before=client_cutoff,
-        owner=OwnerStatus(
-            user_id=user_id,
-            user_status=user_status,
-            tenant=tenant,
-            tenant_status=tenant_status,
-            tokens_revoked_before=_latest(user_cutoff, tenant_cutoff),
+        owner=OwnerStatus.of(
+            user_id, user_status, user_cutoff, tenant, tenant_status, tenant_cutoff
         ),
         secrets=tuple(SecretRecord(r[17], r[18], r[19]) for r in rows if r[17] is not None),
     )
-
-
-def _latest(*times: datetime | None) -> datetime | None:
-    present = [t for t in times if t is not None]
-    return max(present) if present else None
 
 
 # --- tenants -------------------------------------------------------------------------

@@ -124,7 +124,6 @@ def _record(row: Any) -> LegacyRecord:
         key_id, scopes, audiences, expires_at, sunset_at, revoked_at, key_cutoff, created_at,
         user_id, user_status, user_cutoff, tenant, tenant_status, tenant_cutoff,
     ) = row  # fmt: skip
-    cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
     return LegacyRecord(
         key_id=key_id,
         scopes=tuple(scopes.split()),
@@ -134,32 +133,22 @@ def _record(row: Any) -> LegacyRecord:
         revoked_at=revoked_at,
         tokens_revoked_before=key_cutoff,
         deprecated_at=created_at,
-        owner=OwnerStatus(
-            user_id=user_id,
-            user_status=user_status,
-            tenant=tenant,
-            tenant_status=tenant_status,
-            tokens_revoked_before=max(cutoffs) if cutoffs else None,
+        owner=OwnerStatus.of(
+            user_id, user_status, user_cutoff, tenant, tenant_status, tenant_cutoff
         ),
     )
 
 
 def load_legacy_key(session: Session | Connection, key_hash: str) -> LegacyRecord | None:
     """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
-    if isinstance(session, Connection):
-        rows = _BY_HASH_READ.rows(session, key_hash=key_hash)
-        return _record(rows[0]) if rows else None
-    row = session.execute(_BY_HASH, {"key_hash": key_hash}).first()
-    return None if row is None else _record(row)
+    rows = _BY_HASH_READ.rows(session, key_hash=key_hash)
+    return _record(rows[0]) if rows else None
 
 
 def load_legacy_status(session: Session | Connection, key_id: str) -> LegacyRecord | None:
     """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
-    if isinstance(session, Connection):
-        rows = _BY_ID_READ.rows(session, key_id=key_id)
-        return _record(rows[0]) if rows else None
-    row = session.execute(_BY_ID, {"key_id": key_id}).first()
-    return None if row is None else _record(row)
+    rows = _BY_ID_READ.rows(session, key_id=key_id)
+    return _record(rows[0]) if rows else None
 
 
 def check_legacy_key(record: LegacyRecord, now: datetime) -> None:

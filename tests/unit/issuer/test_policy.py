@@ -131,3 +131,12 @@ def test_token_issued_before_or_in_the_cutoff_second_is_revoked(offset):
 
 def test_token_with_no_cutoffs_passes():
     check_issued_after(0, None, None)
+
+
+def test_owner_status_takes_the_later_of_the_user_and_tenant_cutoffs():
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+    active, tenant_active = UserStatus.ACTIVE, TenantStatus.ACTIVE
+    of = OwnerStatus.of
+    assert of("u", active, early, "t", tenant_active, late).tokens_revoked_before == late
+    assert of("u", active, late, "t", tenant_active, None).tokens_revoked_before == late
+    assert of("u", active, None, "t", tenant_active, None).tokens_revoked_before is None
