@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
+from ..policy import OwnerStatus
+from ..tokens import IssuedToken, clamp_ttl, mint_access_token
+
+if TYPE_CHECKING:
+    from ..server import KeyswapServer
 
 # RFC 8707 §2 allows several "resource" parameters; every other one appears at most once.
 REPEATABLE = frozenset({"resource"})
@@ -17,3 +24,30 @@ def reject_repeated(
     for name, values in datalist.items():
         if len(values) > 1 and name not in repeatable:
             raise InvalidRequest(f"parameter {name} is repeated")
+
+
+def sign_for_owner(
+    server: KeyswapServer,
+    *,
+    owner: OwnerStatus,
+    client_id: str,
+    audience: str,
+    scopes: Sequence[str],
+    token_ttl: int | None,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> IssuedToken:
+    """Sign an access token for ``owner`` with the server's cached signer (both grants)."""
+    settings = server.settings
+    return mint_access_token(
+        signer=server.keyring.signer(),
+        issuer=settings.issuer,
+        subject=owner.user_id,
+        audience=audience,
+        client_id=client_id,
+        scopes=scopes,
+        tenant=owner.tenant,
+        now=int(now.timestamp()),
+        ttl=clamp_ttl(token_ttl, settings.default_token_ttl, settings.max_token_ttl),
+        extra=extra,
+    )

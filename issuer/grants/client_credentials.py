@@ -14,8 +14,8 @@ from authlib.oauth2.rfc6749 import grants
 from ..db import utcnow
 from ..errors import NO_STORE, OWNER_INACTIVE, TENANT_SUSPENDED, InvalidGrant, InvalidRequest
 from ..policy import OwnerNotActive, Refusal, TenantSuspended, check_owner
-from ..tokens import IssuedToken, clamp_ttl, mint_access_token, resolve_audience, resolve_scopes
-from . import reject_repeated
+from ..tokens import IssuedToken, resolve_audience, resolve_scopes
+from . import reject_repeated, sign_for_owner
 
 
 def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) -> Exception:
@@ -53,17 +53,14 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Sign the token with the cached signer and answer RFC 6749 §5.1."""
         record = self.request.client.record
-        settings = self.server.settings
-        token: IssuedToken = mint_access_token(
-            signer=self.server.keyring.signer(),
-            issuer=settings.issuer,
-            subject=record.owner.user_id,
-            audience=self.audience,
+        token: IssuedToken = sign_for_owner(
+            self.server,
+            owner=record.owner,
             client_id=record.client_id,
+            audience=self.audience,
             scopes=self.scopes,
-            tenant=record.owner.tenant,
-            now=int(utcnow().timestamp()),
-            ttl=clamp_ttl(record.token_ttl, settings.default_token_ttl, settings.max_token_ttl),
+            token_ttl=record.token_ttl,
+            now=utcnow(),
         )
         self.request.issued_token = token
         return 200, token.response_body(" ".join(self.scopes)), self.TOKEN_RESPONSE_HEADER

@@ -41,12 +41,10 @@ from ..legacy.usage import usage_for
 from ..policy import CredentialExpired, CredentialRevoked, Refusal, check_owner
 from ..tokens import (
     ACCESS_TOKEN_TYPE_URN,
-    clamp_ttl,
-    mint_access_token,
     resolve_audience,
     resolve_scopes,
 )
-from . import reject_repeated
+from . import reject_repeated, sign_for_owner
 from .client_credentials import refuse_owner
 
 if TYPE_CHECKING:
@@ -142,18 +140,15 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Sign the token and answer RFC 8693 §2.2.1, counting the key's use."""
         record: LegacyRecord = self.record
-        settings = self.server.settings
         now = utcnow()
-        token = mint_access_token(
-            signer=self.server.keyring.signer(),
-            issuer=settings.issuer,
-            subject=record.owner.user_id,
-            audience=self.audience,
+        token = sign_for_owner(
+            self.server,
+            owner=record.owner,
             client_id=record.client_id,
+            audience=self.audience,
             scopes=self.scopes,
-            tenant=record.owner.tenant,
-            now=int(now.timestamp()),
-            ttl=clamp_ttl(None, settings.default_token_ttl, settings.max_token_ttl),
+            token_ttl=None,
+            now=now,
             extra={LEGACY_CLAIM: record.key_id},
         )
         self.request.issued_token = token
