@@ -467,3 +467,21 @@ class TcpProxy:
                     pass
                 conn.close()
             self._conns.clear()
+
+
+@pytest.fixture
+def proxied_issuer(
+    databases: DatabaseFactory, kek: bytes, tmp_path: Path
+) -> Iterator[tuple[LiveIssuer, TcpProxy]]:
+    """An issuer on a fresh PostgreSQL database reached through a proxy the test can cut."""
+    if not databases.is_postgres:
+        pytest.skip("needs PostgreSQL: SQLite has no connection to lose")
+    real = make_url(databases.create())
+    proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
+    url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    live = start_live_server(
+        lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base))
+    )
+    yield LiveIssuer(live), proxy
+    stop_live_server(live)
+    proxy.cut()

@@ -35,6 +35,16 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _token(live_issuer, client_id, secret):
+    """Ask the live issuer for a token with this client id and secret (Basic auth)."""
+    return requests.post(
+        live_issuer.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+        timeout=10,
+    )
+
+
 def test_create_with_defaults_prints_the_secret_once(runner, owner):
     created = ok(runner, "clients", "create", "--owner", owner, "--scope", "orders:read")
     assert created["client_id"].startswith("ks_")
@@ -75,12 +85,7 @@ def test_created_client_gets_a_token_over_http(live_issuer, runner, owner):
         runner, "clients", "create", "--owner", owner, "--scope", "orders:read",
         "--audience", "https://orders.example", "--token-ttl", "120",
     )  # fmt: skip
-    response = requests.post(
-        live_issuer.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=(created["client_id"], created["client_secret"]),
-        timeout=10,
-    )
+    response = _token(live_issuer, created["client_id"], created["client_secret"])
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["scope"], body["expires_in"]) == ("orders:read", 120)
@@ -221,24 +226,14 @@ def test_rotate_secret_old_secret_keeps_working_for_the_grace(live_issuer, runne
     until = _time(rotated["old_secrets_expire_at"])
     assert abs(until - (datetime.now(UTC) + timedelta(seconds=600))) < timedelta(minutes=1)
     for secret in (created["client_secret"], rotated["client_secret"]):
-        response = requests.post(
-            live_issuer.token_url,
-            data={"grant_type": "client_credentials"},
-            auth=(created["client_id"], secret),
-            timeout=10,
-        )
+        response = _token(live_issuer, created["client_id"], secret)
         assert response.status_code == 200, response.text
 
 
 def test_rotate_secret_with_zero_grace_expires_the_old_secret_now(live_issuer, runner, owner):
     created = ok(runner, "clients", "create", "--owner", owner, "--scope", "a")
     ok(runner, "clients", "rotate-secret", created["client_id"], "--grace", "0")
-    response = requests.post(
-        live_issuer.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=(created["client_id"], created["client_secret"]),
-        timeout=10,
-    )
+    response = _token(live_issuer, created["client_id"], created["client_secret"])
     assert response.status_code == 401
     assert response.json()["error_description"].startswith("the client secret expired at ")
 
@@ -277,12 +272,7 @@ def test_disable_refuses_the_client_over_http(live_issuer, runner, owner):
     disabled = ok(runner, "clients", "disable", created["client_id"], "--reason", "leaked")
     assert disabled["enabled"] is False
     assert "client_secret" not in disabled
-    response = requests.post(
-        live_issuer.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=(created["client_id"], created["client_secret"]),
-        timeout=10,
-    )
+    response = _token(live_issuer, created["client_id"], created["client_secret"])
     assert response.status_code == 401
     assert response.json()["error_description"].startswith("the client was disabled at ")
     # Disabling again is a no-op, not an error.

@@ -270,38 +270,15 @@ def test_access_token_repr_never_shows_the_token(live_issuer):
     assert token.access_token not in repr(token)
 
 
-def test_real_503_during_a_database_outage_is_retried_until_it_ends(databases, kek, tmp_path):
-    from sqlalchemy.engine import make_url
-
-    from ..conftest import (
-        LiveIssuer,
-        TcpProxy,
-        make_settings,
-        prepared_app,
-        start_live_server,
-        stop_live_server,
-    )
-
-    if not databases.is_postgres:
-        pytest.skip("needs PostgreSQL: SQLite has no connection to lose")
-    real = make_url(databases.create())
-    proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
-    url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    live = start_live_server(
-        lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base))
-    )
-    try:
-        issuer = LiveIssuer(live)
-        creds = issuer.create_client()
-        proxy.cut()
-        threading.Timer(1.0, proxy.resume).start()
-        sleeps = SleepRecorder(real=True)
-        policy = RetryPolicy(attempts=60, max_retry_after=0.25, deadline=20)
-        started = time.monotonic()
-        token = _client(creds, issuer.token_url, retry=policy, sleep=sleeps).get_token()
-        assert _claims(token)["client_id"] == creds.client_id
-        assert sleeps.waits and set(sleeps.waits) == {0.25}  # the issuer's Retry-After: 5, capped
-        assert time.monotonic() - started >= 1.0
-    finally:
-        stop_live_server(live)
-        proxy.cut()
+def test_real_503_during_a_database_outage_is_retried_until_it_ends(proxied_issuer):
+    issuer, proxy = proxied_issuer
+    creds = issuer.create_client()
+    proxy.cut()
+    threading.Timer(1.0, proxy.resume).start()
+    sleeps = SleepRecorder(real=True)
+    policy = RetryPolicy(attempts=60, max_retry_after=0.25, deadline=20)
+    started = time.monotonic()
+    token = _client(creds, issuer.token_url, retry=policy, sleep=sleeps).get_token()
+    assert _claims(token)["client_id"] == creds.client_id
+    assert sleeps.waits and set(sleeps.waits) == {0.25}  # the issuer's Retry-After: 5, capped
+    assert time.monotonic() - started >= 1.0

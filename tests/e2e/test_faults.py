@@ -10,7 +10,6 @@ import time
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from issuer import create_app
 from issuer.config import Settings
@@ -19,29 +18,8 @@ from issuer.models import KeyState, SigningKey
 from issuer.serving import StartupError, prepare
 
 from ..conftest import (
-    LiveIssuer,
-    TcpProxy,
     make_settings,
-    prepared_app,
-    start_live_server,
-    stop_live_server,
 )
-
-
-@pytest.fixture
-def proxied_issuer(databases, kek, tmp_path):
-    """An issuer whose PostgreSQL connection runs through a proxy the test can cut."""
-    if not databases.is_postgres:
-        pytest.skip("needs PostgreSQL: SQLite has no connection to lose")
-    real = make_url(databases.create())
-    proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
-    url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    live = start_live_server(
-        lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base))
-    )
-    yield LiveIssuer(live), proxy
-    stop_live_server(live)
-    proxy.cut()
 
 
 def test_postgres_outage_mid_load_is_503_then_service_resumes_by_itself(proxied_issuer):
