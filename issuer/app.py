@@ -23,7 +23,7 @@ from jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings
-from .db import make_engine, make_reader, make_session_factory, utcnow
+from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.token_exchange import TokenExchangeGrant
@@ -33,8 +33,10 @@ from .legacy import check_legacy_token
 from .ratelimit import RateLimits, limit_blueprint
 from .rotation import advance
 from .server import KeyswapServer
+from .storage import requestable_scopes
 
 if TYPE_CHECKING:
+    from .metadata import Discovery
     from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ class Keyswap:
     keyring: KeyRing
     server: KeyswapServer
     metrics: Metrics
-    metadata: bytes
+    discovery: Discovery
 
 
 def current_keyswap() -> Keyswap:
@@ -147,19 +149,20 @@ def create_app(settings: Settings | None = None) -> Flask:
             advance, sessions, sealer, settings.rotation_schedule, alg=settings.signing_alg
         ),
     )
+    reader = make_reader(engine)
     server = KeyswapServer(
         settings,
         keyring,
         SecretAuthenticator(hasher, utcnow),
         session=request_session,
-        reader=make_reader(engine),
+        reader=reader,
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
     server.credential_checks.append(check_legacy_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
-    from .metadata import metadata_bytes
+    from .metadata import Discovery
     from .metrics import Metrics
 
     app.extensions["keyswap"] = Keyswap(
@@ -171,7 +174,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         keyring=keyring,
         server=server,
         metrics=Metrics(),
-        metadata=metadata_bytes(settings),
+        discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
     )
 
     app.teardown_appcontext(_close_session)

@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 import requests
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -146,7 +147,9 @@ class SecretAuthenticator:
             )
         except Refusal as fact:
             raise refuse_credential(fact) from None
-        if record.auth_method is not method:
+        # CONTRACT.md: a secret is accepted by client_secret_basic and by client_secret_post
+        # alike, at every endpoint (RFC 6749 §2.3.1 defines both for the same secret).
+        if record.auth_method is AuthMethod.PRIVATE_KEY_JWT:
             raise InvalidClient(
                 f"this client authenticates with {record.auth_method.value}",
                 reason="wrong_auth_method",
@@ -249,9 +252,10 @@ class RemoteJwks:
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     """``private_key_jwt``: Authlib's RFC 7523 assertion check with keyswap's rules.
 
-    The assertion's ``aud`` must be the token endpoint or the issuer, its lifetime at most
-    an hour, its algorithm asymmetric, and its ``jti`` unused (replay is refused);
-    the key comes from the client's registered JWK Set.
+    The assertion's ``aud`` must be the issuer, the token endpoint or the endpoint it is
+    sent to; its lifetime at most an hour, its algorithm asymmetric, its ``jti`` unused
+    (replay is refused), and a ``client_id`` parameter, if sent, its ``sub``; the key
+    comes from the client's registered JWK Set.
     """
 
     CLIENT_AUTH_METHOD = AuthMethod.PRIVATE_KEY_JWT.value
@@ -270,9 +274,47 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         self._session = session
         self._clock = clock
 
+    def __call__(self, query_client: QueryClient, request: Any) -> AuthenticatedClient | None:
+        """Authenticate by a client assertion; None when the request carries none.
+
+        Unlike Authlib's, the request's client is named only once the signature is
+        verified, so a forged assertion is never taken for its victim's request.
+        """
+        form = request.form
+        assertion = form.get(_ASSERTION)
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+            return None
+        _reject_mixed_methods(form, request.headers.get("Authorization"))
+        _header, unverified = self.extract_assertion(assertion)
+        subject = unverified.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise InvalidClientError(description="assertion without a string sub")
+        # RFC 7521 §4.2: if present, the client_id parameter MUST identify the same client
+        # as the assertion.
+        client_id = form.get("client_id")
+        if client_id is not None and client_id != subject:
+            raise InvalidClientError(description="client_id differs from the assertion's sub")
+        client = query_client(subject)
+        if client is None:
+            raise InvalidClientError(description="unknown client")
+        key = self.resolve_client_public_key(client)
+        # RFC 7523 §3: aud identifies the server; the endpoint's own URL is what client
+        # libraries send (Authlib's PrivateKeyJWT signs the URL it posts to).
+        audiences = [*self._audiences, request.uri]
+        self.process_assertion_claims(assertion, key, audiences=audiences)
+        return self.authenticate_client(client)
+
     def get_audiences(self) -> list[str]:
-        """Accept the token endpoint URL and the issuer identifier (RFC 7523 §3)."""
+        """Return the audiences accepted at every endpoint: the issuer and token endpoint."""
         return self._audiences
+
+    def extract_assertion(self, assertion: str) -> tuple[Any, dict[str, Any]]:
+        """Parse the assertion unverified; deeply nested JSON is a malformed assertion."""
+        try:
+            header, claims = super().extract_assertion(assertion)
+        except RecursionError:
+            raise InvalidClientError(description="assertion JSON nested too deeply") from None
+        return header, claims
 
     def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
         """Return the client's registered public keys, inline or from its ``jwks_uri``."""
@@ -286,24 +328,42 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidClientError(description=f"client keys unusable: {exc}") from exc
 
-    def process_assertion_claims(self, assertion: str, key: Any) -> Any:
+    def process_assertion_claims(
+        self, assertion: str, key: Any, *, audiences: list[str] | None = None
+    ) -> Any:
         """Verify the signature with an allowed algorithm, then the claims."""
         try:
             token = jose_jwt.decode(assertion, key, algorithms=ASSERTION_ALGORITHMS)
-        except (JoseError, ValueError) as exc:
-            raise InvalidClientError(description=f"bad assertion: {exc}") from exc
-        self.verify_claims(token.claims)
+        except (JoseError, ValueError, RecursionError) as exc:
+            raise InvalidClientError(description=f"bad assertion: {exc!r}") from exc
+        self.verify_claims(token.claims, audiences=audiences)
         return token.claims
 
-    def verify_claims(self, claims: Any) -> None:
-        """Bound the assertion's lifetime before Authlib's checks and the replay check."""
+    def verify_claims(self, claims: Any, *, audiences: list[str] | None = None) -> None:
+        """Check lifetime, ``iss``/``sub``/``aud``/``exp``, then record the ``jti``."""
         exp, iat = claims.get("exp"), claims.get("iat")
         now = int(self._clock().timestamp())
         if not isinstance(exp, int) or exp - (iat if isinstance(iat, int) else now) > (
             MAX_ASSERTION_LIFETIME
         ):
             raise InvalidClientError(description="assertion lifetime too long or no exp")
-        super().verify_claims(claims)
+        # RFC 7523 §3: iss and sub are the client_id; aud names this server; exp is required.
+        registry = jose_jwt.JWTClaimsRegistry(
+            now=now,
+            leeway=self.leeway,
+            iss={"essential": True},
+            sub={"essential": True},
+            aud={"essential": True, "values": audiences or self.get_audiences()},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        if claims["sub"] != claims["iss"]:
+            raise InvalidClientError(description="assertion iss and sub differ")
+        if "jti" not in claims or not self.validate_jti(claims, claims["jti"]):
+            raise InvalidClientError(description="assertion jti missing or already used")
 
     def validate_jti(self, claims: Any, jti: Any) -> bool:
         """Record the jti until the assertion expires; False if it was seen (a replay)."""

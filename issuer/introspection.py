@@ -1,8 +1,9 @@
 """Token introspection (RFC 7662): is this token active **now**?
 
 The answer starts inactive and becomes active only when every check passes: a published
-key's signature, not expired, not revoked by jti, no revocation cutoff of its client,
-owner or tenant after its ``iat``, its client enabled, and its owner and tenant active.
+key's signature, the caller's own tenant (unless it may introspect any tenant's), not
+expired, not revoked by jti, no revocation cutoff of its client, owner or tenant after its
+``iat``, its client enabled, and its owner and tenant active.
 An inactive answer carries nothing but ``{"active": false}`` (RFC 7662 §2.2).
 """
 
@@ -35,10 +36,16 @@ def introspect(
     claims: Mapping[str, Any] | None,
     now: datetime,
     *,
+    tenant: str | None,
     other_credentials: tuple[CredentialCheck, ...] = (),
 ) -> dict[str, Any]:
-    """Return the RFC 7662 answer for a token whose signature check gave ``claims``."""
-    if claims is None:
+    """Return the RFC 7662 answer for a token whose signature check gave ``claims``.
+
+    ``tenant`` is the introspecting client's tenant: a token of any other tenant is
+    inactive to it (RFC 7662 §4: the server may answer inactive to a caller not entitled
+    to the token). None means a platform-wide introspector (``--any-tenant``).
+    """
+    if claims is None or (tenant is not None and claims.get("tenant") != tenant):
         return dict(INACTIVE)
     try:
         if is_revoked(session, str(claims["jti"])):

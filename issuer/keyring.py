@@ -128,7 +128,8 @@ class KeyRing:
         try:
             header = jwt.get_unverified_header(token)
             key, alg = self._verifiers[header["kid"]]
-            if header.get("typ", "").lower() != typ or header.get("alg") != alg:
+            kind = header.get("typ")
+            if not isinstance(kind, str) or kind.lower() != typ or header.get("alg") != alg:
                 return None
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -140,7 +141,8 @@ class KeyRing:
                     "require": ["iss", "sub", "exp", "iat", "jti", "client_id"],
                 },
             )
-        except (jwt.InvalidTokenError, KeyError, TypeError):
+        except (jwt.InvalidTokenError, KeyError, TypeError, RecursionError):
+            # RecursionError: a header or payload of deeply nested JSON.
             return None
         return claims
 

@@ -188,10 +188,17 @@ def register_client(
     jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     can_introspect: bool = False,
+    any_tenant: bool = False,
     secret_ttl: int | None = None,
     actor: str,
 ) -> NewClient:
-    """Register a client for an active owner and give it its first secret."""
+    """Register a client for an active owner and give it its first secret.
+
+    ``any_tenant`` lets an introspecting client see every tenant's tokens, not only its
+    owner's tenant's.
+    """
+    if any_tenant and not can_introspect:
+        raise InvalidValue("--any-tenant is for introspecting clients (--can-introspect)")
     if (auth_method is AuthMethod.PRIVATE_KEY_JWT) != ((jwks is None) != (jwks_uri is None)):
         raise InvalidValue(
             "private_key_jwt clients need one JWK Set (--jwks-file or --jwks-uri), and only they"
@@ -217,6 +224,7 @@ def register_client(
             jwks=jwks,
             jwks_uri=jwks_uri,
             can_introspect=can_introspect,
+            introspect_any_tenant=any_tenant,
         ),
     )
     secret = None

@@ -118,6 +118,10 @@ class Client(Base):
     jwks_uri: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     can_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: An introspector that may see every tenant's tokens (a platform-wide resource server).
+    introspect_any_tenant: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

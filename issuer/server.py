@@ -20,6 +20,7 @@ from flask import Request, Response
 from flask import request as flask_request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import ImmutableMultiDict
 
 from .client_auth import PrivateKeyJWT, SecretAuthenticator, basic_method, post_method
 from .config import Settings
@@ -47,40 +48,48 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 _JSON_NO_STORE = [("Content-Type", "application/json"), *NO_STORE.items()]
 
 
-class _FormPayload(OAuth2Payload):  # type: ignore[misc]
-    """The token request's parameters: the form body only, never the query string.
+def given_parameters(request: Request) -> ImmutableMultiDict[str, str]:
+    """Return the form body's parameters, without those sent with an empty value.
 
-    RFC 6749 §3.2: parameters are sent in the request body; a secret in a URL would
-    end up in access logs.
+    RFC 6749 §3.2: parameters are sent in the request body, never the query string (a
+    secret in a URL would end up in access logs). RFC 6749 §3.1: "Parameters sent without
+    a value MUST be treated as if they were omitted from the request."
     """
+    form = request.form
+    return ImmutableMultiDict([(k, v) for k, v in form.items(multi=True) if v])
 
-    def __init__(self, request: Request) -> None:
-        self._request = request
+
+class _FormPayload(OAuth2Payload):  # type: ignore[misc]
+    """The request's parameters, as ``given_parameters`` reads them."""
+
+    def __init__(self, form: ImmutableMultiDict[str, str]) -> None:
+        self._form = form
         self._datalist: dict[str, list[str]] | None = None
 
     @property
     def data(self) -> Any:
-        return self._request.form
+        return self._form
 
     @property
     def datalist(self) -> dict[str, list[str]]:
         if self._datalist is None:
-            form = self._request.form
+            form = self._form
             self._datalist = {key: form.getlist(key) for key in form}
         return self._datalist
 
 
 class _TokenRequest(OAuth2Request):  # type: ignore[misc]
-    """An Authlib request whose URI is the issuer's public URL, not the proxy-facing one."""
+    """An Authlib request whose URI is the endpoint's public URL, not the proxy-facing one."""
 
     def __init__(self, request: Request, uri: str) -> None:
         super().__init__(method=request.method, uri=uri, headers=request.headers)
         self._request = request
-        self.payload = _FormPayload(request)
+        self._form = given_parameters(request)
+        self.payload = _FormPayload(self._form)
 
     @property
     def form(self) -> Any:
-        return self._request.form
+        return self._form
 
     @property
     def args(self) -> Any:
@@ -148,8 +157,12 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         """Store nothing: access tokens are self-contained JWTs."""
 
     def create_oauth2_request(self, request: Any) -> _TokenRequest:
-        """Wrap Flask's request for Authlib, with the issuer's token URL as its URI."""
-        return _TokenRequest(flask_request, self.settings.token_endpoint)
+        """Wrap Flask's request for Authlib, with the endpoint's public URL as its URI.
+
+        The URI is the issuer's base plus the path routed here, so a ``private_key_jwt``
+        assertion may name the endpoint it is sent to (``client_auth``).
+        """
+        return _TokenRequest(flask_request, self.settings.issuer + flask_request.path)
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         """Re-raise Authlib's error as keyswap's, for the one error renderer."""
@@ -200,7 +213,7 @@ def check_token_params(form: Any, supported: tuple[str, ...]) -> None:
 
     Authlib raises the same errors without a description; these say what is wrong.
     """
-    if "token" not in form:  # present but empty is a token like any other: inactive
+    if "token" not in form:  # sent empty is omitted too (RFC 6749 §3.1, ``given_parameters``)
         raise InvalidRequest("missing token parameter")
     hint = form.get("token_type_hint")
     if hint and hint not in supported:
@@ -267,10 +280,15 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         self.check_params(request, client)
         claims = self.server.read_token(request.form["token"])
         checks = tuple(self.server.credential_checks)
+        record = client.record
+        # CONTRACT.md: a tenant's introspecting client sees only its own tenant's tokens.
+        tenant = None if record.introspect_any_tenant else record.owner.tenant
         # Reads only: in autocommit, one round trip per query, retried on a stale connection.
         body = read_live(
             self.server.reader,
-            lambda connection: introspect(connection, claims, utcnow(), other_credentials=checks),
+            lambda connection: introspect(
+                connection, claims, utcnow(), tenant=tenant, other_credentials=checks
+            ),
         )
         return 200, body, _JSON_NO_STORE
 

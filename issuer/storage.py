@@ -62,6 +62,7 @@ class ClientRecord:
     enabled: bool
     disabled_at: datetime | None
     can_introspect: bool
+    introspect_any_tenant: bool
     tokens_revoked_before: datetime | None
     owner: OwnerStatus
     secrets: tuple[SecretRecord, ...]
@@ -81,6 +82,7 @@ _CLIENT_RECORD_QUERY = (
         Client.enabled,
         Client.disabled_at,
         Client.can_introspect,
+        Client.introspect_any_tenant,
         Client.tokens_revoked_before.label("client_cutoff"),
         User.id.label("user_id"),
         User.status.label("user_status"),
@@ -109,9 +111,9 @@ def load_client_record(session: Session | Connection, client_id: str) -> ClientR
     first = rows[0]
     (
         client_id, scopes, audiences, token_ttl, auth_method, jwks, jwks_uri, enabled,
-        disabled_at, can_introspect, client_cutoff, user_id, user_status, user_cutoff,
-        tenant, tenant_status, tenant_cutoff,
-    ) = first[:17]  # fmt: skip
+        disabled_at, can_introspect, any_tenant, client_cutoff, user_id, user_status,
+        user_cutoff, tenant, tenant_status, tenant_cutoff,
+    ) = first[:18]  # fmt: skip
     return ClientRecord(
         client_id=client_id,
         scopes=tuple(scopes.split()),
@@ -123,11 +125,12 @@ def load_client_record(session: Session | Connection, client_id: str) -> ClientR
         enabled=enabled,
         disabled_at=disabled_at,
         can_introspect=can_introspect,
+        introspect_any_tenant=any_tenant,
         tokens_revoked_before=client_cutoff,
         owner=OwnerStatus.of(
             user_id, user_status, user_cutoff, tenant, tenant_status, tenant_cutoff
         ),
-        secrets=tuple(SecretRecord(r[17], r[18], r[19]) for r in rows if r[17] is not None),
+        secrets=tuple(SecretRecord(r[18], r[19], r[20]) for r in rows if r[18] is not None),
     )
 
 
@@ -199,6 +202,12 @@ def get_client(session: Session, client_id: str) -> Client:
 def list_clients(session: Session) -> Sequence[Client]:
     """Return every client, oldest first."""
     return session.scalars(select(Client).order_by(Client.created_at, Client.id)).all()
+
+
+def requestable_scopes(session: Session | Connection) -> list[str]:
+    """Return every scope an enabled client may request, sorted (for discovery)."""
+    rows = session.execute(select(Client.scopes).where(Client.enabled).distinct())
+    return sorted({scope for (scopes,) in rows for scope in scopes.split()})
 
 
 def add_client(session: Session, client: Client) -> Client:

@@ -317,6 +317,7 @@ class LiveIssuer:
         user: str | None = None,
         tenant: str = "acme",
         can_introspect: bool = False,
+        any_tenant: bool = False,
         auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
         service_account: bool = False,
     ) -> Creds:
@@ -338,6 +339,7 @@ class LiveIssuer:
                 max_token_ttl=self.keyswap.settings.max_token_ttl,
                 auth_method=auth_method,
                 can_introspect=can_introspect,
+                any_tenant=any_tenant,
                 actor="test",
             )
             tenant_name = owner.tenant.name

@@ -51,6 +51,7 @@ def client_view(client: Client) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "enabled": client.enabled,
         "can_introspect": client.can_introspect,
+        "introspect_any_tenant": client.introspect_any_tenant,
         "secrets_expire_at": expiry,
         "expiring_soon": expiry is not None and expiry - utcnow() < EXPIRING_SOON,
         "created_at": client.created_at,
@@ -76,6 +77,11 @@ def client_view(client: Client) -> dict[str, Any]:
 )
 @click.option("--jwks-uri", help="Where to fetch the client's public JWK Set, for private_key_jwt.")
 @click.option("--can-introspect", is_flag=True, help="May call the introspection endpoint.")
+@click.option(
+    "--any-tenant",
+    is_flag=True,
+    help="With --can-introspect: may introspect every tenant's tokens, not only its own.",
+)
 @click.option("--secret-ttl", type=click.IntRange(min=1), help="Secret lifetime in seconds.")
 @json_option
 def clients_create(
@@ -87,6 +93,7 @@ def clients_create(
     jwks_file: TextIO | None,
     jwks_uri: str | None,
     can_introspect: bool,
+    any_tenant: bool,
     secret_ttl: int | None,
 ) -> dict[str, Any]:
     """Register a client; its secret (if it has one) is printed once and never again."""
@@ -110,6 +117,7 @@ def clients_create(
             jwks=jwks,
             jwks_uri=jwks_uri,
             can_introspect=can_introspect,
+            any_tenant=any_tenant,
             secret_ttl=secret_ttl,
             actor=actor(),
         )

@@ -81,12 +81,28 @@ def deprecation_headers(record: LegacyRecord) -> list[tuple[str, str]]:
     ]
 
 
+def carries_client_credentials(request: Any) -> bool:
+    """Tell whether the request presents a client credential (Basic, secret or assertion).
+
+    A bare ``client_id`` is no credential (RFC 6749 §2.3): it proves nothing.
+    """
+    form = request.form
+    scheme = (request.headers.get("Authorization") or "").partition(" ")[0]
+    return (
+        scheme.lower() == "basic"
+        or "client_secret" in form
+        or "client_assertion" in form
+        or "client_assertion_type" in form
+    )
+
+
 class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
     """Exchange a legacy API key for an access token owned by the key's owner."""
 
     GRANT_TYPE = TOKEN_EXCHANGE_GRANT
-    #: The key is the credential; ``validate_token_request`` never authenticates a client.
-    TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+    #: The key is the credential, so client authentication is optional; credentials that
+    #: are sent are checked by these methods all the same.
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
     TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
 
     def _check_parameters(self) -> str:
@@ -112,6 +128,10 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
         """Find the key, check it, its owner and tenant live, resolve scope and audience."""
         payload = self.request.payload
         reject_repeated(payload.datalist)
+        if carries_client_credentials(self.request):
+            # RFC 6749 §5.2: credentials that fail are invalid_client (401), whatever the
+            # grant; a request that sends none needs none here.
+            self.authenticate_token_endpoint_client()
         api_key = self._check_parameters()
         keyswap = cast("Keyswap", current_app.extensions["keyswap"])
         key_hash = hash_api_key(keyswap.hasher, api_key)

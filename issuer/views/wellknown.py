@@ -17,8 +17,9 @@ YAML = "application/yaml"
 
 
 def _metadata() -> Response:
-    response = Response(current_keyswap().metadata, mimetype="application/json")
-    response.headers["Cache-Control"] = "public, max-age=3600"
+    response = Response(current_keyswap().discovery.document(), mimetype="application/json")
+    # Short: scopes_supported follows the registered clients.
+    response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 

@@ -58,6 +58,7 @@ def test_create_with_defaults_prints_the_secret_once(runner, owner):
     assert created["jwks_uri"] is None
     assert created["enabled"] is True
     assert created["can_introspect"] is False
+    assert created["introspect_any_tenant"] is False
     assert created["secrets_expire_at"] is None
     assert created["expiring_soon"] is False
 
@@ -75,6 +76,7 @@ def test_create_with_every_option_records_them(runner, owner):
     assert created["token_ttl"] == 600
     assert created["auth_method"] == "client_secret_post"
     assert created["can_introspect"] is True
+    assert created["introspect_any_tenant"] is False
     expires = _time(created["secrets_expire_at"])
     assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=1)
     assert created["expiring_soon"] is False
@@ -281,3 +283,30 @@ def test_disable_refuses_the_client_over_http(live_issuer, runner, owner):
 
 def test_disable_unknown_client_is_a_domain_error(runner):
     assert refused(runner, "clients", "disable", "ks_nope") == "no client 'ks_nope'"
+
+
+def test_any_tenant_introspector_is_created_and_listed(runner, owner, live_issuer):
+    created = ok(
+        runner, "clients", "create", "--owner", owner, "--scope", "orders:read",
+        "--can-introspect", "--any-tenant",
+    )  # fmt: skip
+    assert created["introspect_any_tenant"] is True
+    listed = {c["client_id"]: c for c in ok(runner, "clients", "list")}
+    assert listed[created["client_id"]]["introspect_any_tenant"] is True
+    # Over HTTP: it sees a token of another tenant (beta) than its own (acme).
+    other = live_issuer.create_client(tenant="beta")
+    token = live_issuer.token(other).json()["access_token"]
+    answer = requests.post(
+        f"{live_issuer.url}/oauth/introspect",
+        data={"token": token},
+        auth=(created["client_id"], created["client_secret"]),
+        timeout=10,
+    )
+    assert answer.json()["tenant"] == "beta"
+
+
+def test_any_tenant_needs_can_introspect(runner, owner):
+    message = refused(
+        runner, "clients", "create", "--owner", owner, "--scope", "orders:read", "--any-tenant"
+    )
+    assert "--can-introspect" in message

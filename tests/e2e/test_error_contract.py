@@ -1,6 +1,7 @@
 """Every row of CONTRACT.md's error table, for the client credentials grant, over HTTP.
 
-Token-exchange columns arrive with the legacy-key grant; the 429 row with rate limits.
+Token-exchange columns arrive with the legacy-key grant; the 429 row with rate limits. The
+last rows: failed client authentication at token exchange, and empty parameters.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
+import jwt
 import pytest
 import requests
 from sqlalchemy import update
@@ -180,3 +182,48 @@ def test_owner_check_precedes_scope_check(live_issuer):
     live_issuer.set_user_status(creds.user, "suspended")
     response = live_issuer.token(creds, scope="admin")
     _assert_error(response, 400, "invalid_grant", "the user associated with this key is suspended")
+
+
+def test_failed_client_authentication_at_token_exchange_is_invalid_client(live_issuer):
+    # RFC 6749 §5.2: whatever the grant, client credentials that fail are a 401, no token.
+    creds = live_issuer.create_client()
+    response = requests.post(
+        live_issuer.token_url,
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_type": "urn:keyswap:params:oauth:token-type:api-key",
+            "subject_token": "any-key",
+        },
+        auth=(creds.client_id, "not-the-secret"),
+        timeout=10,
+    )
+    _assert_error(response, 401, **GENERIC)
+
+
+@pytest.mark.parametrize("name", ["resource", "scope"])
+def test_parameter_sent_empty_is_as_if_omitted(live_issuer, name):
+    # RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were
+    # omitted from the request."
+    creds = live_issuer.create_client(audience=["https://orders.example"])
+    response = live_issuer.token(creds, **{name: ""})
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://orders.example"
+    assert claims["scope"] == "orders:read orders:write"
+
+
+def test_empty_and_given_resource_is_one_resource(live_issuer):
+    creds = live_issuer.create_client(audience=["https://a.example", "https://b.example"])
+    response = requests.post(
+        live_issuer.token_url,
+        data=[
+            ("grant_type", "client_credentials"),
+            ("resource", ""),
+            ("resource", "https://b.example"),
+        ],
+        auth=(creds.client_id, creds.client_secret),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://b.example"

@@ -74,7 +74,9 @@ def test_reactivation_does_not_revive_earlier_tokens(live_issuer):
 
 
 def test_tenant_suspension_and_client_disable_turn_tokens_inactive(live_issuer):
-    rs = live_issuer.create_client(user="orders-api", tenant="platform", can_introspect=True)
+    rs = live_issuer.create_client(
+        user="orders-api", tenant="platform", can_introspect=True, any_tenant=True
+    )
     acme = live_issuer.create_client(tenant="acme")
     other = live_issuer.create_client(tenant="globex")
     acme_token, other_token = _token(live_issuer, acme), _token(live_issuer, other)
@@ -96,8 +98,13 @@ def test_garbage_forged_and_foreign_tokens_are_inactive(live_issuer):
     real = jwt.decode(_token(live_issuer, creds), options={"verify_signature": False})
     forger = generate_key()
     forged = forger.sign(real, typ="at+jwt")
-    for token in ("not-a-jwt", forged, ""):
+    for token in ("not-a-jwt", forged):
         assert _introspect(live_issuer, rs, token).json() == {"active": False}
+    # RFC 6749 §3.1: a parameter sent empty is omitted, and the token is required.
+    assert _introspect(live_issuer, rs, "").json() == {
+        "error": "invalid_request",
+        "error_description": "missing token parameter",
+    }
 
 
 def test_client_without_permission_gets_403(live_issuer):
@@ -124,3 +131,68 @@ def test_missing_token_parameter_is_invalid_request(live_issuer):
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+def test_tenant_introspector_sees_only_its_own_tenants_tokens(live_issuer):
+    # Issue 10 item 5: a tenant-beta resource server got the claims of a tenant-acme token.
+    acme_rs = live_issuer.create_client(user="acme-api", tenant="acme", can_introspect=True)
+    beta_rs = live_issuer.create_client(user="beta-api", tenant="beta", can_introspect=True)
+    acme_token = _token(live_issuer, live_issuer.create_client(tenant="acme"))
+    beta_token = _token(live_issuer, live_issuer.create_client(tenant="beta"))
+    assert _introspect(live_issuer, acme_rs, acme_token).json()["tenant"] == "acme"
+    assert _introspect(live_issuer, beta_rs, beta_token).json()["tenant"] == "beta"
+    assert _introspect(live_issuer, beta_rs, acme_token).json() == {"active": False}
+    assert _introspect(live_issuer, acme_rs, beta_token).json() == {"active": False}
+
+
+def test_any_tenant_introspector_sees_every_tenants_tokens(live_issuer):
+    platform = live_issuer.create_client(
+        user="gateway", tenant="platform", can_introspect=True, any_tenant=True
+    )
+    for tenant in ("acme", "beta"):
+        token = _token(live_issuer, live_issuer.create_client(tenant=tenant))
+        body = _introspect(live_issuer, platform, token).json()
+        assert body["active"] is True
+        assert body["tenant"] == tenant
+
+
+def _with_header(token, **header):
+    """Re-encode ``token``'s header with ``header`` merged in (the signature no longer fits)."""
+    import base64
+    import json
+
+    head, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    raw = json.dumps({**decoded, **header}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + f".{payload}.{signature}"
+
+
+def _nested_header(token):
+    import base64
+
+    _head, payload, signature = token.split(".")
+    nested = b'{"a":' + b"[" * 3_000 + b"]" * 3_000 + b"}"  # deeper than the recursion limit
+    return base64.urlsafe_b64encode(nested).rstrip(b"=").decode() + f".{payload}.{signature}"
+
+
+def test_odd_token_headers_are_inactive_at_introspection_and_ignored_at_revocation(live_issuer):
+    # Issue 10 item 7: "typ": 1 was an AttributeError (500); nested JSON a RecursionError.
+    rs = live_issuer.create_client(user="orders-api", can_introspect=True)
+    real = _token(live_issuer, rs)
+    odd = [
+        _with_header(real, typ=1),
+        _with_header(real, typ=None),
+        _with_header(real, typ=["at+jwt"]),
+        _with_header(real, kid=["x"]),
+        _nested_header(real),
+    ]
+    for token in odd:
+        assert _introspect(live_issuer, rs, token).json() == {"active": False}
+        response = requests.post(
+            f"{live_issuer.url}/oauth/revoke",
+            data={"token": token},
+            auth=(rs.client_id, rs.client_secret),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+    assert _introspect(live_issuer, rs, real).json()["active"] is True

@@ -166,23 +166,6 @@ def test_secret_in_query_string_is_not_accepted(live_issuer):
     assert response.status_code == 401
 
 
-def test_wrong_registered_method_is_told_after_proof(live_issuer):
-    creds = live_issuer.create_client()  # registered for client_secret_basic
-    response = requests.post(
-        live_issuer.token_url,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": creds.client_id,
-            "client_secret": creds.client_secret,
-        },
-        timeout=10,
-    )
-    assert response.status_code == 401
-    assert (
-        response.json()["error_description"] == "this client authenticates with client_secret_basic"
-    )
-
-
 @pytest.fixture
 def outage(database_url, kek, tmp_path):
     """A second server on its own database, and a function that takes the database away.

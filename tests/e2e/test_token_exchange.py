@@ -445,3 +445,76 @@ def test_lookup_uses_the_index_with_100k_keys(live_issuer):
         assert _exchange(live_issuer, api_key).status_code == 200
     # Not a benchmark (see `python -m bench exchange`): only a guard against a scan.
     assert (time.perf_counter() - started) / 20 < 0.25
+
+
+FAILED_CREDENTIALS = {
+    "basic-wrong-secret": dict(auth=True, secret="not-the-secret"),
+    "basic-unknown-client": dict(auth=("ks_nobody", "whatever")),
+    "post-wrong-secret": dict(form=True, secret="not-the-secret"),
+    "malformed-basic": dict(headers={"Authorization": "Basic !!!"}),
+    "garbage-assertion": dict(
+        data={
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": "not.a.jwt",
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FAILED_CREDENTIALS.values(), ids=FAILED_CREDENTIALS.keys())
+def test_exchange_with_failing_client_credentials_is_invalid_client(live_issuer, case):
+    # RFC 6749 §5.2: client authentication failed is invalid_client (401), whatever the
+    # grant; the valid API key beside it does not earn a token.
+    api_key, _ = _key(live_issuer)
+    creds = live_issuer.create_client(user="caller-svc")
+    secret = case.get("secret")
+    data = {
+        "grant_type": EXCHANGE,
+        "subject_token_type": API_KEY_TOKEN_TYPE,
+        "subject_token": api_key,
+        **case.get("data", {}),
+    }
+    auth = case.get("auth")
+    if auth is True:
+        auth = (creds.client_id, secret)
+    if case.get("form"):
+        data.update(client_id=creds.client_id, client_secret=secret)
+    response = requests.post(
+        live_issuer.token_url, data=data, auth=auth, headers=case.get("headers"), timeout=10
+    )
+    assert response.status_code == 401, response.text
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": "client authentication failed",
+    }
+    assert "access_token" not in response.text
+
+
+def test_exchange_with_valid_client_credentials_or_a_bare_client_id_works(live_issuer):
+    api_key, key_id = _key(live_issuer)
+    creds = live_issuer.create_client(user="caller-svc")
+    data = {
+        "grant_type": EXCHANGE,
+        "subject_token_type": API_KEY_TOKEN_TYPE,
+        "subject_token": api_key,
+    }
+    response = requests.post(
+        live_issuer.token_url, data=data, auth=(creds.client_id, creds.client_secret), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == f"legacy:{key_id}"  # the key is still the credential
+    # A client_id alone proves nothing and asks nothing (RFC 6749 §2.3): no authentication.
+    response = requests.post(
+        live_issuer.token_url, data={**data, "client_id": "ks_whoever"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_exchange_with_empty_resource_and_scope_is_as_if_omitted(live_issuer):
+    api_key, _ = _key(live_issuer, audiences="https://orders.example")
+    response = _exchange(live_issuer, api_key, resource="", scope="", requested_token_type="")
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://orders.example"
+    assert claims["scope"] == "orders:read orders:write"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from issuer.config import Settings
-from issuer.metadata import build_metadata, metadata_bytes
+from issuer.metadata import Discovery, build_metadata, metadata_bytes
 
 
 def _settings(tmp_path: Path, issuer: str = "https://issuer.example") -> Settings:
@@ -38,7 +41,9 @@ def test_metadata_lists_only_supported_grants_methods_and_algorithms(tmp_path):
     assertion_algs = set(document["token_endpoint_auth_signing_alg_values_supported"])
     assert {"ES256", "ES384", "RS256", "PS256", "EdDSA"} <= assertion_algs
     assert not {a for a in assertion_algs if a.startswith("HS") or a.lower() == "none"}
-    assert document["response_types_supported"] == []
+    # RFC 8414 §3.2: members with zero elements are omitted (there is no authorization endpoint).
+    assert "response_types_supported" not in document
+    assert "scopes_supported" not in document
     assert "authorization_endpoint" not in document
     assert "client_secret_jwt" not in json.dumps(document)
 
@@ -54,3 +59,38 @@ def test_metadata_bytes_is_the_document_as_compact_json(tmp_path):
     raw = metadata_bytes(settings)
     assert json.loads(raw) == build_metadata(settings)
     assert b" " not in raw
+
+
+def test_scopes_are_listed_sorted_once(tmp_path):
+    document = build_metadata(_settings(tmp_path), ["b", "a", "b"])
+    assert document["scopes_supported"] == ["a", "b"]
+
+
+def test_discovery_serves_the_last_document_while_the_database_is_down(tmp_path):
+
+    now = [0.0]
+    answers: list[object] = [["a"], OperationalError("select", {}, Exception("down")), ["a", "b"]]
+    reads: list[object] = []
+
+    def read_scopes():
+        reads.append(answer := answers.pop(0))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def down():
+        raise OperationalError("select", {}, Exception("down"))
+
+    failing = Discovery(_settings(tmp_path), down)
+    with pytest.raises(OperationalError):
+        failing.document()  # nothing to fall back on: the 503 handler answers
+
+    discovery = Discovery(_settings(tmp_path), read_scopes, ttl=10, clock=lambda: now[0])
+    assert json.loads(discovery.document())["scopes_supported"] == ["a"]
+    now[0] = 10
+    assert json.loads(discovery.document())["scopes_supported"] == ["a"]  # read failed
+    now[0] = 15
+    assert json.loads(discovery.document())["scopes_supported"] == ["a"]  # no retry yet
+    assert len(reads) == 2
+    now[0] = 20
+    assert json.loads(discovery.document())["scopes_supported"] == ["a", "b"]
