@@ -88,12 +88,7 @@ def carries_client_credentials(request: Any) -> bool:
     """
     form = request.form
     scheme = (request.headers.get("Authorization") or "").partition(" ")[0]
-    return (
-        scheme.lower() == "basic"
-        or "client_secret" in form
-        or "client_assertion" in form
-        or "client_assertion_type" in form
-    )
+    return scheme.lower() == "basic" or "client_secret" in form or "client_assertion" in form
 
 
 class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
