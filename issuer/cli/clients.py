@@ -111,6 +111,7 @@ def clients_create(
             jwks_uri=jwks_uri,
             can_introspect=can_introspect,
             secret_ttl=secret_ttl,
+            allow_private_jwks_uri=keyswap.settings.outbound_allow_private,
             actor=actor(),
         )
         return {
