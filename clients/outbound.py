@@ -246,7 +246,6 @@ def outbound_session(*, allow_private: bool) -> requests.Session:
     check would then see the proxy's address instead of the server's.
     """
     session = requests.Session()
-    session.max_redirects = 0
     if not allow_private:
         session.trust_env = False
     adapter = _adapter(allow_private)
