@@ -73,7 +73,7 @@ def _token(issuer, client_id, key):
 
 
 def _in_thread(call):
-    result = {}
+    result: dict[str, requests.Response] = {}
     thread = threading.Thread(target=lambda: result.setdefault("response", call()), daemon=True)
     thread.start()
     return thread, result
