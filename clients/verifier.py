@@ -26,7 +26,7 @@ import requests
 from .errors import ExpiredToken, InvalidToken, IssuerUnavailable
 from .introspection import Introspector
 from .jwks_cache import JWKSCache
-from .outbound import require_secure_url
+from .outbound import outbound_session, require_secure_url
 from .token_client import metadata_url
 
 #: RFC 9068 §2.2 claims, plus keyswap's ``client_id`` owner link, that every token carries.
@@ -104,7 +104,8 @@ class Verifier:
         if not self.audiences:
             raise ValueError("a Verifier needs at least one audience")
         self.leeway = leeway
-        self._session = session or requests.Session()
+        # Its connections honour the JWKS fetch's total deadline (an issuer may be internal).
+        self._session = session or outbound_session(allow_private=True)
         self._timeout = timeout
         self._min_refresh_interval = min_refresh_interval
         self._introspection_client = introspection_client

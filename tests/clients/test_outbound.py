@@ -182,3 +182,12 @@ def test_jwks_cache_refuses_a_set_with_too_many_keys(remote):
     cache = JWKSCache(remote.url("/many"), max_keys=4)
     with pytest.raises(IssuerUnavailable, match="more than 4 keys"):
         cache.get("k1")
+
+
+def test_jwks_cache_default_session_cuts_a_drip_at_the_deadline(remote):
+    remote.routes["/drip"] = drip(0.2)
+    cache = JWKSCache(remote.url("/drip"), timeout=30, deadline=1)
+    with pytest.raises(IssuerUnavailable, match="within"):
+        cache.get("k1")
+    assert remote.client_left.wait(10)
+    assert not remote.gate.is_set()
