@@ -1,10 +1,18 @@
-"""The issuer's public keys (RFC 7517 JWK Set), cached per ``Cache-Control: max-age``.
+"""Remote JWK Sets (RFC 7517), fetched guarded and cached per ``Cache-Control: max-age``.
 
-One ``JWKSCache`` per ``jwks_uri``, shared by every thread. A lookup of a known ``kid`` in a
+One implementation for every remote key set: the issuer's keys in ``Verifier``
+(``JWKSCache``, by ``kid``) and a client's registered ``jwks_uri`` at the issuer
+(``RemoteKeySet`` with the issuer's own parser, one per uri in ``RemoteKeySets``).
+
+One cache per uri, shared by every thread; a set is parsed once per fetch. A lookup in a
 fresh cache is a dict lookup and a clock read. Fetches happen only when the cache has
 expired (RFC 9111 ``max-age`` minus ``Age``; revalidated with ``If-None-Match``) or when a
-token names an unknown ``kid``, and never more than once per ``min_refresh_interval``: a
-flood of forged kids costs the issuer at most one request per interval.
+token names an unknown ``kid``, one in flight per uri (other uris are never held up), and
+never more than once per ``min_refresh_interval``: a flood of forged kids costs the issuer
+at most one request per interval. A failed fetch is remembered: the next attempt waits
+``min_refresh_interval``, doubling with each further failure up to ``max_backoff``. Each
+fetch goes through ``outbound.fetch_json``: a total deadline, a byte cap, no redirects;
+a set with more than ``max_keys`` keys is refused.
 
 Only signature keys of asymmetric types are kept, each bound to one algorithm: the JWK's
 ``alg``, or the one its key type and curve imply. Symmetric (``oct``) keys are dropped, so
@@ -18,12 +26,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jwt
 import requests
 
 from .errors import IssuerUnavailable, UnknownKey
+from .outbound import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    Fetched,
+    OutboundError,
+    fetch_json,
+    outbound_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +50,20 @@ ASYMMETRIC_ALGS = frozenset(
 _ASYMMETRIC_KTYS = frozenset({"EC", "RSA", "OKP"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """One fetched JWK Set: keys by kid, when it goes stale, and its validator."""
+#: The most keys a remote JWK Set may hold; real ones hold two or three.
+DEFAULT_MAX_KEYS = 32
 
-    keys: Mapping[str, jwt.PyJWK]
+T = TypeVar("T")
+#: Turns a fetched set's JWKs (JSON objects, at most ``max_keys``) into the cached value;
+#: a ValueError means the set is unusable (a failed fetch).
+Parse = Callable[[list[dict[str, Any]]], T]
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot(Generic[T]):
+    """One fetched JWK Set: its parsed keys, when it goes stale, and its validator."""
+
+    keys: T
     expires_at: float
     etag: str | None
 
@@ -84,40 +109,184 @@ def load_key(jwk: Mapping[str, Any]) -> jwt.PyJWK | None:
     return key if key.algorithm_name in ASYMMETRIC_ALGS else None
 
 
-class JWKSCache:
-    """A thread-safe cache of one issuer's signature keys, by ``kid``."""
+def load_keys(jwks: list[dict[str, Any]]) -> dict[str, jwt.PyJWK]:
+    """Return the set's usable signature keys by kid (``load_key`` drops the others)."""
+    keys = {}
+    for jwk in jwks:
+        key = load_key(jwk)
+        if key is not None:
+            keys[jwk["kid"]] = key
+    return keys
+
+
+class RemoteKeySet(Generic[T]):
+    """A thread-safe cache of one remote JWK Set, parsed by ``parse`` once per fetch."""
 
     def __init__(
         self,
-        jwks_uri: str,
+        uri: str,
+        parse: Parse[T],
         *,
         session: requests.Session | None = None,
         timeout: float = 5.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_keys: int = DEFAULT_MAX_KEYS,
         min_refresh_interval: float = 10.0,
+        max_backoff: float = 300.0,
         default_max_age: float = 300.0,
         max_age_ceiling: float = 86400.0,
         stale_if_error: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Cache the JWK Set at ``jwks_uri``; nothing is fetched until a key is needed.
+        """Cache the JWK Set at ``uri``; nothing is fetched until keys are needed.
 
-        ``min_refresh_interval`` bounds fetches caused by unknown kids and by a max-age
-        shorter than it; ``stale_if_error`` is how long expired keys keep verifying while
-        the issuer cannot be reached (RFC 5861 §4); ``clock`` is monotonic seconds.
+        ``timeout`` bounds each read and ``deadline`` the whole fetch; ``min_refresh_interval``
+        bounds fetches caused by unknown kids and by a max-age shorter than it, and starts the
+        backoff after a failure; ``stale_if_error`` is how long expired keys keep verifying
+        while the uri cannot be fetched (RFC 5861 §4); ``clock`` is monotonic seconds.
         """
-        self.jwks_uri = jwks_uri
-        self._session = session or requests.Session()
+        self.uri = uri
+        self._parse = parse
+        self._session = session or outbound_session(allow_private=True)
         self._timeout = timeout
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._max_keys = max_keys
         self._min_interval = min_refresh_interval
+        self._max_backoff = max(max_backoff, min_refresh_interval)
         self._default_max_age = default_max_age
         self._ceiling = max_age_ceiling
         self._stale_if_error = stale_if_error
         self._clock = clock
+        # Held only while this uri is fetched: one fetch in flight, never another uri's lock.
         self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
-        self._attempted_at = float("-inf")
+        self._snapshot: _Snapshot[T] | None = None
+        self._next_attempt = float("-inf")
+        self._failures = 0
         #: HTTP requests made so far (for metrics and tests).
         self.fetches = 0
+
+    def current(self) -> T:
+        """Return the keys, fetching them if the cache is empty or expired."""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot.expires_at:
+            return snapshot.keys
+        return self._refreshed(None)
+
+    def cached_keys(self) -> T | None:
+        """Return the keys if the cache is fresh, without fetching."""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot.expires_at:
+            return snapshot.keys
+        return None
+
+    def refresh(self) -> None:
+        """Fetch the JWK Set now, whatever the cache's age (for warm-up at start-up)."""
+        with self._lock:
+            self._next_attempt = self._clock() + self._min_interval
+            self._snapshot = self._fetch(self._snapshot)
+
+    def _refreshed(self, lacks: Callable[[T], bool] | None) -> T:
+        """Return keys after a fetch if one is due, else from the cache (stale if allowed).
+
+        ``lacks(keys)`` tells a fresh set that misses what the caller needs (an unknown kid),
+        which asks for a fetch once per ``min_refresh_interval``.
+        """
+        with self._lock:
+            # Another thread may have fetched while this one waited for the lock.
+            now = self._clock()
+            snapshot = self._snapshot
+            fresh = snapshot is not None and now < snapshot.expires_at
+            if fresh and snapshot is not None and (lacks is None or not lacks(snapshot.keys)):
+                return snapshot.keys
+            if now < self._next_attempt:
+                return self._from_stale(snapshot, now, fresh)
+            try:
+                snapshot = self._snapshot = self._fetch(snapshot)
+            except IssuerUnavailable:
+                backoff = self._min_interval * 2 ** min(self._failures, 16)
+                self._failures += 1
+                self._next_attempt = now + min(self._max_backoff, backoff)
+                if snapshot is not None and now < snapshot.expires_at + self._stale_if_error:
+                    log.warning("JWKS fetch from %s failed; using cached keys", self.uri)
+                    return snapshot.keys
+                raise
+            self._failures = 0
+            self._next_attempt = now + self._min_interval
+            return snapshot.keys
+
+    def _from_stale(self, snapshot: _Snapshot[T] | None, now: float, fresh: bool) -> T:
+        """Answer from the cache alone: a fetch was attempted too recently."""
+        if snapshot is None:
+            raise IssuerUnavailable(
+                "temporarily_unavailable", f"the keys at {self.uri} are unavailable"
+            )
+        if not fresh and now >= snapshot.expires_at + self._stale_if_error:
+            raise IssuerUnavailable("temporarily_unavailable", f"the keys at {self.uri} are stale")
+        return snapshot.keys
+
+    def _fetch(self, previous: _Snapshot[T] | None) -> _Snapshot[T]:
+        headers = {}
+        if previous is not None and previous.etag:
+            headers["If-None-Match"] = previous.etag
+        self.fetches += 1
+        try:
+            fetched = fetch_json(
+                self._session,
+                self.uri,
+                headers=headers,
+                timeout=self._timeout,
+                deadline=self._deadline,
+                max_bytes=self._max_bytes,
+            )
+        except OutboundError as exc:
+            log.warning("cannot fetch JWK Set: %s", exc)
+            raise IssuerUnavailable("temporarily_unavailable", str(exc)) from exc
+        max_age = min(self._ceiling, parse_max_age(fetched.headers, self._default_max_age))
+        expires_at = self._clock() + max_age
+        if fetched.status == 304 and previous is not None:
+            return _Snapshot(previous.keys, expires_at, previous.etag)
+        if fetched.status != 200:
+            log.warning("cannot fetch JWK Set: %s answered %s", self.uri, fetched.status)
+            raise IssuerUnavailable(
+                "temporarily_unavailable",
+                f"{self.uri} answered {fetched.status}",
+                status=fetched.status,
+            )
+        try:
+            keys = self._parse(self._jwks(fetched))
+        except ValueError as exc:
+            log.warning("JWK Set at %s is unusable: %s", self.uri, exc)
+            raise IssuerUnavailable("temporarily_unavailable", f"{self.uri}: {exc}") from exc
+        return _Snapshot(keys, expires_at, fetched.headers.get("ETag"))
+
+    def _jwks(self, fetched: Fetched) -> list[dict[str, Any]]:
+        document = fetched.document
+        jwks = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(jwks, list):
+            raise IssuerUnavailable("temporarily_unavailable", f"{self.uri} is not a JWK Set")
+        if len(jwks) > self._max_keys:
+            log.warning(
+                "JWK Set at %s has %d keys; at most %d", self.uri, len(jwks), self._max_keys
+            )
+            raise IssuerUnavailable(
+                "temporarily_unavailable", f"{self.uri} holds more than {self._max_keys} keys"
+            )
+        return [jwk for jwk in jwks if isinstance(jwk, dict)]
+
+
+class JWKSCache(RemoteKeySet[dict[str, jwt.PyJWK]]):
+    """A thread-safe cache of one issuer's signature keys, by ``kid``."""
+
+    def __init__(self, jwks_uri: str, **options: Any) -> None:
+        """Cache the JWK Set at ``jwks_uri`` (options as for ``RemoteKeySet``)."""
+        super().__init__(jwks_uri, load_keys, **options)
+
+    @property
+    def jwks_uri(self) -> str:
+        """Return the URL of the JWK Set."""
+        return self.uri
 
     def get(self, kid: str) -> jwt.PyJWK:
         """Return the key for ``kid``, fetching the JWK Set if needed.
@@ -130,89 +299,47 @@ class JWKSCache:
             key = snapshot.keys.get(kid)
             if key is not None:
                 return key
-        return self._refresh_for(kid)
+        return self._known(self._refreshed(lambda keys: kid not in keys), kid)
 
     def cached(self, kid: str) -> jwt.PyJWK | None:
         """Return the key for ``kid`` if the cache is fresh and holds it, without fetching."""
-        snapshot = self._snapshot
-        if snapshot is not None and self._clock() < snapshot.expires_at:
-            return snapshot.keys.get(kid)
-        return None
-
-    def refresh(self) -> None:
-        """Fetch the JWK Set now, whatever the cache's age (for warm-up at start-up)."""
-        with self._lock:
-            self._attempted_at = self._clock()
-            self._snapshot = self._fetch(self._snapshot)
-
-    def _refresh_for(self, kid: str) -> jwt.PyJWK:
-        with self._lock:
-            # Another thread may have refreshed while this one waited for the lock.
-            now = self._clock()
-            snapshot = self._snapshot
-            fresh = snapshot is not None and now < snapshot.expires_at
-            if fresh and snapshot is not None and kid in snapshot.keys:
-                return snapshot.keys[kid]
-            if now - self._attempted_at < self._min_interval:
-                return self._from_stale(snapshot, kid, now, fresh)
-            self._attempted_at = now
-            try:
-                snapshot = self._snapshot = self._fetch(snapshot)
-            except IssuerUnavailable:
-                if snapshot is not None and now < snapshot.expires_at + self._stale_if_error:
-                    log.warning("JWKS fetch from %s failed; using cached keys", self.jwks_uri)
-                    return self._known(snapshot, kid)
-                raise
-            return self._known(snapshot, kid)
-
-    def _from_stale(
-        self, snapshot: _Snapshot | None, kid: str, now: float, fresh: bool
-    ) -> jwt.PyJWK:
-        """Answer from the cache alone: a fetch was attempted less than an interval ago."""
-        if snapshot is None:
-            raise IssuerUnavailable("temporarily_unavailable", "the issuer's keys are unavailable")
-        if not fresh and now >= snapshot.expires_at + self._stale_if_error:
-            raise IssuerUnavailable("temporarily_unavailable", "the issuer's keys are stale")
-        return self._known(snapshot, kid)
+        keys = self.cached_keys()
+        return keys.get(kid) if keys is not None else None
 
     @staticmethod
-    def _known(snapshot: _Snapshot, kid: str) -> jwt.PyJWK:
-        key = snapshot.keys.get(kid)
+    def _known(keys: Mapping[str, jwt.PyJWK], kid: str) -> jwt.PyJWK:
+        key = keys.get(kid)
         if key is None:
             raise UnknownKey("the token's signing key is unknown")
         return key
 
-    def _fetch(self, previous: _Snapshot | None) -> _Snapshot:
-        headers = {"Accept": "application/json"}
-        if previous is not None and previous.etag:
-            headers["If-None-Match"] = previous.etag
-        self.fetches += 1
-        try:
-            response = self._session.get(self.jwks_uri, headers=headers, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise IssuerUnavailable(
-                "temporarily_unavailable", f"cannot fetch {self.jwks_uri}: {type(exc).__name__}"
-            ) from exc
-        max_age = min(self._ceiling, parse_max_age(response.headers, self._default_max_age))
-        expires_at = self._clock() + max_age
-        if response.status_code == 304 and previous is not None:
-            return _Snapshot(previous.keys, expires_at, previous.etag)
-        if response.status_code != 200:
-            raise IssuerUnavailable(
-                "temporarily_unavailable",
-                f"{self.jwks_uri} answered {response.status_code}",
-                status=response.status_code,
-            )
-        try:
-            document = response.json()
-            jwks = document["keys"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IssuerUnavailable(
-                "temporarily_unavailable", f"{self.jwks_uri} is not a JWK Set"
-            ) from exc
-        keys = {}
-        for jwk in jwks if isinstance(jwks, list) else ():
-            key = load_key(jwk) if isinstance(jwk, dict) else None
-            if key is not None:
-                keys[jwk["kid"]] = key
-        return _Snapshot(keys, expires_at, response.headers.get("ETag"))
+
+class RemoteKeySets(Generic[T]):
+    """``RemoteKeySet`` caches by uri, for many remote sets (every client's ``jwks_uri``).
+
+    The registry's lock guards only the dict, never a fetch: a slow uri holds up callers
+    of that uri alone. At most ``max_uris`` caches are kept (the least recently used goes).
+    """
+
+    def __init__(self, parse: Parse[T], *, max_uris: int = 1024, **options: Any) -> None:
+        """Make caches parsing with ``parse``; ``options`` are ``RemoteKeySet``'s."""
+        self._parse = parse
+        self._options = options
+        self._max_uris = max_uris
+        self._caches: dict[str, RemoteKeySet[T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str) -> T:
+        """Return the keys at ``uri``; ``IssuerUnavailable`` if they cannot be had."""
+        return self.cache(uri).current()
+
+    def cache(self, uri: str) -> RemoteKeySet[T]:
+        """Return the cache of ``uri``, making it on first use."""
+        with self._lock:
+            cache = self._caches.pop(uri, None)
+            if cache is None:
+                cache = RemoteKeySet(uri, self._parse, **self._options)
+                if len(self._caches) >= self._max_uris:
+                    del self._caches[next(iter(self._caches))]
+            self._caches[uri] = cache  # re-inserted last: the dict is in recency order
+            return cache

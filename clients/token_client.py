@@ -28,6 +28,7 @@ import requests
 from .backoff import RetryPolicy, is_retryable, parse_retry_after, send_with_retries
 from .client_assertion import ASSERTION_TYPE, AssertionSigner, PrivateKey
 from .errors import IssuerUnavailable, TokenError, TokenRefused
+from .outbound import require_secure_url
 from .token_cache import AccessToken, TokenCache
 
 CLIENT_CREDENTIALS = "client_credentials"
@@ -95,6 +96,11 @@ class TokenClient:
         """
         if (token_url is None) == (issuer is None):
             raise ValueError("give exactly one of token_url and issuer")
+        # Credentials and tokens cross this URL: https, or plain http on this machine only.
+        if token_url is not None:
+            require_secure_url(token_url, "token_url")
+        if issuer is not None:
+            require_secure_url(issuer, "issuer")
         self.issuer = issuer.rstrip("/") if issuer else None
         self._token_url = token_url
         self.client_id = client_id
@@ -270,7 +276,10 @@ class TokenClient:
         endpoint = body.get("token_endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             raise TokenError("invalid_metadata", f"{url} has no token_endpoint")
-        return endpoint
+        try:
+            return require_secure_url(endpoint, "the metadata's token_endpoint")
+        except ValueError as exc:
+            raise TokenError("invalid_metadata", str(exc)) from None
 
 
 def _auth_method(

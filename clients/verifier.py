@@ -26,6 +26,7 @@ import requests
 from .errors import ExpiredToken, InvalidToken, IssuerUnavailable
 from .introspection import Introspector
 from .jwks_cache import JWKSCache
+from .outbound import outbound_session, require_secure_url
 from .token_client import metadata_url
 
 #: RFC 9068 §2.2 claims, plus keyswap's ``client_id`` owner link, that every token carries.
@@ -63,7 +64,8 @@ class Principal:
 def _parse_header(segment: str) -> dict[str, Any]:
     try:
         header = json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
+    # A deeply nested header exhausts the parser's recursion: still just a malformed token.
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise InvalidToken("the token is malformed") from exc
     if not isinstance(header, dict):
         raise InvalidToken("the token is malformed")
@@ -94,12 +96,16 @@ class Verifier:
         client created with ``--can-introspect``; ``clock`` (monotonic seconds) drives
         the JWKS and introspection caches, not token times.
         """
-        self.issuer = issuer
+        # Keys and introspection answers come from these URLs: https, or http on this machine.
+        self.issuer = require_secure_url(issuer, "issuer")
+        if jwks_uri is not None:
+            require_secure_url(jwks_uri, "jwks_uri")
         self.audiences = (audience,) if isinstance(audience, str) else tuple(audience)
         if not self.audiences:
             raise ValueError("a Verifier needs at least one audience")
         self.leeway = leeway
-        self._session = session or requests.Session()
+        # Its connections honour the JWKS fetch's total deadline (an issuer may be internal).
+        self._session = session or outbound_session(allow_private=True)
         self._timeout = timeout
         self._min_refresh_interval = min_refresh_interval
         self._introspection_client = introspection_client
@@ -197,6 +203,8 @@ class Verifier:
             raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(_describe(exc)) from exc
+        except RecursionError as exc:  # PyJWT parses the header again, and the claims
+            raise InvalidToken("the token is malformed") from exc
         return _principal(claims)
 
     def _introspect(self, token: str) -> None:
@@ -258,10 +266,14 @@ class Verifier:
 
 
 def _string(metadata: Mapping[str, Any], name: str) -> str:
+    """Return the metadata's URL ``name``; it must be https (or http to a loopback host)."""
     value = metadata.get(name)
     if not isinstance(value, str):
         raise IssuerUnavailable("temporarily_unavailable", f"the issuer's metadata lacks {name}")
-    return value
+    try:
+        return require_secure_url(value, f"the issuer's {name}")
+    except ValueError as exc:
+        raise IssuerUnavailable("temporarily_unavailable", str(exc)) from None
 
 
 def _describe(exc: jwt.PyJWTError) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,16 +18,19 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
-import requests
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import JWKRegistry, KeySet
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from clients.errors import IssuerUnavailable
+from clients.jwks_cache import RemoteKeySets
+from clients.outbound import DEFAULT_DEADLINE, outbound_session
 
 from .db import utcnow
 from .errors import (
@@ -210,43 +212,59 @@ ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "Ed25519", "EdDSA"]
 MAX_ASSERTION_LIFETIME = 3600
 
 
-class RemoteJwks:
-    """Client JWK Sets fetched from their ``jwks_uri``, cached per process.
+_PUBLIC_KTYS = frozenset({"EC", "RSA", "OKP"})
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
-    A set is re-fetched after ``ttl`` seconds; a failed fetch keeps serving the last good
-    copy, and with none there is no key, so authentication fails closed.
+
+def import_public_keys(jwks: list[dict[str, Any]]) -> KeySet:
+    """Return a fetched set's asymmetric public keys as one joserfc KeySet, imported once.
+
+    A key that is symmetric, holds private members or does not import is skipped; a set
+    with no usable key is a ValueError (a failed fetch, cached like one).
+    """
+    keys = []
+    for jwk in jwks:
+        if jwk.get("kty") not in _PUBLIC_KTYS or _PRIVATE_MEMBERS & jwk.keys():
+            continue
+        try:
+            keys.append(JWKRegistry.import_key(cast(Any, jwk)))
+        except (JoseError, ValueError, TypeError):
+            log.warning("skipping unusable client JWK %s", jwk.get("kid"))
+    if not keys:
+        raise ValueError("no usable public key")
+    return KeySet(keys)
+
+
+class RemoteJwks:
+    """Client JWK Sets fetched from their ``jwks_uri``: ``clients``' one JWKS cache, guarded.
+
+    Each uri has its own cache, one fetch in flight, parsed keys kept per ``max-age``, and
+    failures remembered with backoff; a fetch has a total deadline, a byte and a key cap,
+    follows no redirect, and reaches only public addresses unless ``allow_private``.
+    A set that cannot be had means no key, so authentication fails closed.
     """
 
     def __init__(
         self,
         *,
-        ttl: float = 300.0,
-        timeout: float = 3.0,
+        allow_private: bool = False,
+        deadline: float = DEFAULT_DEADLINE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._ttl = ttl
-        self._timeout = timeout
-        self._clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+        self._sets = RemoteKeySets(
+            import_public_keys,
+            session=outbound_session(allow_private=allow_private),
+            timeout=deadline,
+            deadline=deadline,
+            clock=clock,
+        )
 
-    def get(self, uri: str) -> dict[str, Any] | None:
-        """Return the JWK Set at ``uri``, from the cache while it is fresh."""
-        with self._lock:
-            cached = self._cache.get(uri)
-            if cached is not None and self._clock() - cached[0] < self._ttl:
-                return cached[1]
-            try:
-                response = requests.get(uri, timeout=self._timeout)
-                response.raise_for_status()
-                document = response.json()
-                if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-                    raise ValueError("not a JWK Set")
-            except (requests.RequestException, ValueError):
-                log.warning("cannot fetch client JWK Set from %s", uri, exc_info=True)
-                return cached[1] if cached is not None else None
-            self._cache[uri] = (self._clock(), document)
-            return document
+    def get(self, uri: str) -> KeySet | None:
+        """Return the keys at ``uri``, or None when they cannot be had now."""
+        try:
+            return self._sets.get(uri)
+        except IssuerUnavailable:
+            return None
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -318,9 +336,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
         """Return the client's registered public keys, inline or from its ``jwks_uri``."""
+        if client.auth_method is AuthMethod.PRIVATE_KEY_JWT and client.jwks is None:
+            fetched = self._remote.get(client.jwks_uri) if client.jwks_uri else None
+            if fetched is None:
+                raise InvalidClientError(description="client has no usable keys")
+            return fetched
         jwks = client.jwks
-        if jwks is None and client.jwks_uri:
-            jwks = self._remote.get(client.jwks_uri)
         if client.auth_method is not AuthMethod.PRIVATE_KEY_JWT or not jwks:
             raise InvalidClientError(description="client has no usable keys")
         try:

@@ -82,6 +82,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
     raw = (env.get(name) or default).strip()
     if raw.lower() in {"0", "off", "none"}:
@@ -124,6 +135,11 @@ class Settings:
     rate_limit_failures: str = "20/minute"
     #: How many reverse proxies in front set X-Forwarded-For / -Proto (0: trust none).
     trusted_proxies: int = 0
+    #: Whether outbound fetches (client jwks_uri) may reach loopback, private or link-local
+    #: addresses; off in production, on for tests and demos.
+    outbound_allow_private: bool = False
+    #: The total time one outbound fetch may take, headers and body included.
+    outbound_deadline: float = 5.0
     #: The KEK file this start generated, if it did (start-up refuses to use it on a
     #: database that already has keys, rather than silently starting a second key set).
     generated_kek_file: Path | None = None
@@ -186,6 +202,7 @@ class Settings:
             rate_limit_failures=_limit(env, "KEYSWAP_RATE_LIMIT_FAILURES", "20/minute"),
             trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
             key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
+            outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),
         )
 
 

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from clients.outbound import check_outbound_url
+
 from . import events
 from .db import utcnow
 from .hashing import SecretHasher, new_secret
@@ -156,13 +158,12 @@ def check_public_jwks(jwks: Any) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def _check_jwks_uri(uri: str) -> str:
-    from .config import is_loopback_host
-
-    parts = urlsplit(uri)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
-        return uri
-    raise InvalidValue("a jwks_uri must use https (http only for loopback hosts)")
+def _check_jwks_uri(uri: str, *, allow_private: bool) -> str:
+    # The fetch checks the resolved address again; this refuses what is plainly internal.
+    try:
+        return check_outbound_url(uri, "a jwks_uri", allow_private=allow_private)
+    except ValueError as exc:
+        raise InvalidValue(str(exc)) from None
 
 
 def _check_scopes(scope: str) -> str:
@@ -190,12 +191,15 @@ def register_client(
     can_introspect: bool = False,
     any_tenant: bool = False,
     secret_ttl: int | None = None,
+    allow_private_jwks_uri: bool = False,
     actor: str,
 ) -> NewClient:
     """Register a client for an active owner and give it its first secret.
 
     ``any_tenant`` lets an introspecting client see every tenant's tokens, not only its
-    owner's tenant's.
+    owner's tenant's. A ``jwks_uri`` must be https to a public host, unless
+    ``allow_private_jwks_uri`` (``KEYSWAP_OUTBOUND_ALLOW_PRIVATE``) also allows loopback and
+    private addresses.
     """
     if any_tenant and not can_introspect:
         raise InvalidValue("--any-tenant is for introspecting clients (--can-introspect)")
@@ -206,7 +210,7 @@ def register_client(
     if jwks is not None:
         jwks = check_public_jwks(jwks)
     if jwks_uri is not None:
-        jwks_uri = _check_jwks_uri(jwks_uri)
+        jwks_uri = _check_jwks_uri(jwks_uri, allow_private=allow_private_jwks_uri)
     user = get_user(session, owner)
     if user.status is not UserStatus.ACTIVE:
         raise Conflict(f"user {owner!r} is {user.status.value}; clients need an active owner")

@@ -22,7 +22,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import ImmutableMultiDict
 
-from .client_auth import PrivateKeyJWT, SecretAuthenticator, basic_method, post_method
+from .client_auth import (
+    PrivateKeyJWT,
+    RemoteJwks,
+    SecretAuthenticator,
+    basic_method,
+    post_method,
+)
 from .config import Settings
 from .db import read_live, utcnow
 from .errors import (
@@ -140,7 +146,14 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.register_client_auth_method("client_secret_post", post_method(authenticator))
         self.register_client_auth_method(
             "private_key_jwt",
-            PrivateKeyJWT(audiences=[settings.token_endpoint, settings.issuer], session=session),
+            PrivateKeyJWT(
+                audiences=[settings.token_endpoint, settings.issuer],
+                session=session,
+                remote_jwks=RemoteJwks(
+                    allow_private=settings.outbound_allow_private,
+                    deadline=settings.outbound_deadline,
+                ),
+            ),
         )
         self.register_endpoint(_Revocation)
         self.register_endpoint(_Introspection)

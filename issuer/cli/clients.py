@@ -119,6 +119,7 @@ def clients_create(
             can_introspect=can_introspect,
             any_tenant=any_tenant,
             secret_ttl=secret_ttl,
+            allow_private_jwks_uri=keyswap.settings.outbound_allow_private,
             actor=actor(),
         )
         return {

@@ -125,7 +125,7 @@ def test_create_private_key_jwt_with_jwks_uri(runner, owner):
         ),
         (
             ["--auth-method", "private_key_jwt", "--jwks-uri", "http://billing.example/jwks"],
-            "a jwks_uri must use https (http only for loopback hosts)",
+            "a jwks_uri must use https: 'http://billing.example/jwks'",
         ),
         (
             ["--audience", "not a uri"],
@@ -138,6 +138,47 @@ def test_create_private_key_jwt_with_jwks_uri(runner, owner):
 def test_create_with_bad_values_is_a_domain_error(runner, owner, extra, message):
     args = ["clients", "create", "--owner", owner, "--scope", "orders:read", *extra]
     assert refused(runner, *args) == message
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://169.254.169.254/latest/meta-data/jwks",  # cloud metadata (link-local)
+        "https://10.0.0.5/jwks.json",
+        "https://192.168.1.10/jwks.json",
+        "https://127.0.0.1:8443/jwks.json",
+        "https://[::1]/jwks.json",
+        "https://[fe80::1]/jwks.json",
+        "https://[::ffff:169.254.169.254]/jwks.json",
+        "https://localhost/jwks.json",
+        "http://127.0.0.1:8080/jwks.json",
+    ],
+)
+def test_create_with_internal_jwks_uri_is_refused_by_default(runner, owner, uri):
+    message = refused(
+        runner, "clients", "create", "--owner", owner, "--scope", "orders:read",
+        "--auth-method", "private_key_jwt", "--jwks-uri", uri,
+    )  # fmt: skip
+    assert message.startswith("a jwks_uri ")
+    assert uri in message
+    assert ok(runner, "clients", "list") == []
+
+
+def test_create_with_loopback_jwks_uri_when_private_is_allowed(isolated_issuer):
+    runner = isolated_issuer(outbound_allow_private=True).app.test_cli_runner()
+    ok(runner, "users", "create", "billing-svc", "--service-account")
+    uri = "http://127.0.0.1:8080/jwks.json"
+    created = ok(
+        runner, "clients", "create", "--owner", "billing-svc", "--scope", "orders:read",
+        "--auth-method", "private_key_jwt", "--jwks-uri", uri,
+    )  # fmt: skip
+    assert created["jwks_uri"] == uri
+    # Still no plain http beyond this machine, even when private addresses are allowed.
+    message = refused(
+        runner, "clients", "create", "--owner", "billing-svc", "--scope", "orders:read",
+        "--auth-method", "private_key_jwt", "--jwks-uri", "http://10.0.0.5/jwks.json",
+    )  # fmt: skip
+    assert message.startswith("a jwks_uri must use https")
 
 
 def test_create_with_private_keys_in_jwks_file_is_a_domain_error(runner, owner, tmp_path):

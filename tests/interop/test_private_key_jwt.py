@@ -166,7 +166,7 @@ def test_clients_create_refuses_private_keys_in_the_jwks(live_issuer, tmp_path):
     assert "private key material" in result.stderr
 
 
-def test_keys_fetched_from_a_jwks_uri(live_issuer):
+def test_keys_fetched_from_a_jwks_uri(isolated_issuer):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -190,6 +190,7 @@ def test_keys_fetched_from_a_jwks_uri(live_issuer):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    live_issuer = isolated_issuer(outbound_allow_private=True)  # the key server is loopback
     try:
         uri = f"http://127.0.0.1:{server.server_port}/jwks.json"
         with transaction(live_issuer.keyswap.sessions) as session:

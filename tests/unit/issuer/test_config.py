@@ -102,6 +102,12 @@ def test_every_variable_is_read(data_env):
     assert settings.key_refresh_interval == 2.5
 
 
+@pytest.mark.parametrize(("raw", "allowed"), [(None, False), ("0", False), ("1", True)])
+def test_outbound_allow_private_is_off_unless_set(data_env, raw, allowed):
+    env = data_env if raw is None else {**data_env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE": raw}
+    assert Settings.from_env(env).outbound_allow_private is allowed
+
+
 def test_default_token_ttl_is_clamped_to_a_lower_maximum(data_env):
     settings = Settings.from_env({**data_env, "KEYSWAP_MAX_TOKEN_TTL": "60"})
     assert settings.default_token_ttl == 60
@@ -115,6 +121,7 @@ def test_default_token_ttl_is_clamped_to_a_lower_maximum(data_env):
         ("KEYSWAP_KEY_ROTATION_PERIOD", "-1"),
         ("KEYSWAP_KEY_PREPUBLISH", "1.5"),
         ("KEYSWAP_TRUSTED_PROXIES", "yes"),
+        ("KEYSWAP_OUTBOUND_ALLOW_PRIVATE", "maybe"),
         ("KEYSWAP_KEY_REFRESH_INTERVAL", "-1"),
         ("KEYSWAP_KEY_REFRESH_INTERVAL", "soon"),
         ("KEYSWAP_RATE_LIMIT_CLIENT", "lots"),
