@@ -37,7 +37,7 @@ import urllib3
 from cachetools import TTLCache
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from urllib3.util import SKIP_HEADER
 
 from .backoff import NO_RETRY, RetryPolicy
@@ -99,13 +99,18 @@ def api_key_from(environ: WSGIEnvironment) -> str | None:
 
 
 class GuessLimit:
-    """Unknown-key attempts per caller address, counted in this process with ``limits``."""
+    """Unknown-key attempts per caller address, counted in this process with ``limits``.
+
+    A moving window, exact where the issuer's sliding-window counter approximates: it is
+    kept in memory, so its cost per entry does not matter, and a window boundary must not
+    let a guesser through early.
+    """
 
     def __init__(self, limit: str = DEFAULT_GUESS_LIMIT) -> None:
         """Allow ``limit`` (a ``limits`` string such as "10/minute"; "off" for none)."""
         off = limit.strip().lower() in {"", "0", "off", "none"}
         self.items: tuple[RateLimitItem, ...] = () if off else tuple(parse_many(limit))
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def check(self, caller: str) -> None:
         """Raise ``CallerRateLimited`` if ``caller`` is already over the limit."""
