@@ -31,6 +31,9 @@ class AccessToken:
     scope: str | None = None
     #: RFC 8693 §2.2.1; present on token-exchange answers.
     issued_token_type: str | None = None
+    #: The ``Deprecation``, ``Sunset`` and ``Link`` fields the issuer sent with it (RFC 9745,
+    #: RFC 8594): a legacy key with a sunset date, which the shim passes on to its caller.
+    deprecation_headers: tuple[tuple[str, str], ...] = ()
 
     def is_fresh(self, now: float, margin: float, fraction: float) -> bool:
         """Tell whether the token may still be handed out at ``now``.

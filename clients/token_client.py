@@ -36,6 +36,8 @@ CLIENT_CREDENTIALS = "client_credentials"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TOKEN_TYPE = "urn:keyswap:params:oauth:token-type:api-key"
 METADATA_SUFFIX = "/.well-known/oauth-authorization-server"
+#: Response fields that announce a credential's retirement (RFC 9745 §2, RFC 8594 §3).
+DEPRECATION_FIELDS = ("Deprecation", "Sunset", "Link")
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 Scope = str | Iterable[str] | None
@@ -357,4 +359,9 @@ def _parse_token_response(response: requests.Response, requested_at: float) -> A
         expires_at=requested_at + float(expires_in),
         scope=scope if isinstance(scope, str) else None,
         issued_token_type=issued_type if isinstance(issued_type, str) else None,
+        deprecation_headers=tuple(
+            (name, value)
+            for name in DEPRECATION_FIELDS
+            if (value := response.headers.get(name)) is not None
+        ),
     )

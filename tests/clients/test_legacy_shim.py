@@ -6,33 +6,23 @@ like any bearer token, and refused with the issuer's own status and JSON error.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import os
-import secrets
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import jwt
 import pytest
 import requests
 from flask import Flask, g, request
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
 from clients import TokenClient, TokenRefused, Verifier
 from clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
 from clients.wsgi import ENVIRON_KEY
-from issuer.db import transaction
-from issuer.legacy.importing import import_legacy_keys, parse_csv
 from issuer.legacy.usage import usage_for
 
+from .legacy_servers import free_port, import_key, serving, shim_process
 from .token_servers import FakeClock, tokens_issued
 
 
@@ -41,29 +31,6 @@ def _flushed_usage(live_server):
     """Leave nothing pending in the shared server's usage counts (see test_token_exchange)."""
     yield
     usage_for(live_server.app).flush()
-
-
-def _import_key(live_issuer, owner="billing-svc", scopes="orders:read orders:write"):
-    live_issuer.create_client(user=owner)  # creates the owner
-    api_key = "sk_" + secrets.token_urlsafe(24)
-    text = f"api_key,owner,scopes\n{api_key},{owner},{scopes}\n"
-    with transaction(live_issuer.keyswap.sessions) as session:
-        report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(text)), actor="test"
-        )
-    assert report.ok
-    return api_key, report.results[0].key_id
-
-
-@contextmanager
-def _serving(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _resource_app() -> Flask:
@@ -98,12 +65,12 @@ def guarded(live_issuer):
         KeyExchanger.from_issuer(live_issuer.url),
         scopes="orders:read",
     )
-    with _serving(app) as url:
+    with serving(app) as url:
         yield url
 
 
 def test_middleware_hands_a_legacy_caller_the_same_principal_as_a_jwt_caller(live_issuer, guarded):
-    api_key, key_id = _import_key(live_issuer)
+    api_key, key_id = import_key(live_issuer)
     legacy = requests.get(f"{guarded}/orders", headers={"X-API-Key": api_key}, timeout=10)
     assert legacy.status_code == 200, legacy.text
     body = legacy.json()
@@ -123,7 +90,7 @@ def test_middleware_hands_a_legacy_caller_the_same_principal_as_a_jwt_caller(liv
 
 
 def test_middleware_accepts_the_apikey_authorization_scheme(live_issuer, guarded):
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     response = requests.post(
         f"{guarded}/orders", headers={"Authorization": f"ApiKey {api_key}"}, timeout=10
     )
@@ -132,7 +99,7 @@ def test_middleware_accepts_the_apikey_authorization_scheme(live_issuer, guarded
 
 
 def test_middleware_exchanges_each_key_once_while_the_token_is_fresh(live_issuer, guarded):
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     before = tokens_issued(live_issuer.url)
     for _ in range(10):
         response = requests.get(f"{guarded}/orders", headers={"X-API-Key": api_key}, timeout=10)
@@ -141,7 +108,7 @@ def test_middleware_exchanges_each_key_once_while_the_token_is_fresh(live_issuer
 
 
 def test_middleware_answers_the_issuers_refusal_and_remembers_it(live_issuer, guarded):
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     live_issuer.set_user_status("billing-svc", "deactivated")
     refused = requests.get(f"{guarded}/orders", headers={"X-API-Key": api_key}, timeout=10)
     assert refused.status_code == 400
@@ -160,14 +127,14 @@ def test_middleware_still_refuses_requests_without_any_credential(live_issuer, g
 
 
 def test_with_max_age_0_a_deactivated_owner_is_refused_on_the_next_call(live_issuer):
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     app = _resource_app()
     app.wsgi_app = LegacyKeyMiddleware(  # type: ignore[method-assign]
         app.wsgi_app,
         Verifier(live_issuer.url, audience=live_issuer.url),
         KeyExchanger.from_issuer(live_issuer.url, max_age=0),
     )
-    with _serving(app) as url:
+    with serving(app) as url:
         first = requests.get(f"{url}/orders", headers={"X-API-Key": api_key}, timeout=10)
         assert first.status_code == 200, first.text
         live_issuer.set_user_status("billing-svc", "deactivated")
@@ -179,7 +146,7 @@ def test_with_max_age_0_a_deactivated_owner_is_refused_on_the_next_call(live_iss
 
 
 def test_max_age_bounds_how_long_a_keys_token_is_reused(live_issuer):
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     clock = FakeClock()
     exchanger = KeyExchanger(TokenClient.from_issuer(live_issuer.url, clock=clock), max_age=60)
     before = tokens_issued(live_issuer.url)
@@ -216,12 +183,6 @@ def test_a_refused_key_is_not_asked_again_within_the_refusal_ttl(live_issuer):
 # --- keyswap shim: the reverse proxy, as a real process ---------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def upstream() -> Iterator[str]:
     """A plain service that echoes what it received (any language would do)."""
@@ -239,45 +200,19 @@ def upstream() -> Iterator[str]:
             "forwarded_for": request.headers.get("X-Forwarded-For"),
         }, 201
 
-    with _serving(app) as url:
+    with serving(app) as url:
         yield url
 
 
 @pytest.fixture
 def shim(live_issuer, upstream) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWAP_")}
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "issuer.cli", "shim",
-            "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-            "--issuer", live_issuer.url, "--threads", "4",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "keyswap shim did not start"
-            time.sleep(0.1)
-    yield url, process
-    process.terminate()
-    process.wait(timeout=10)
-    if process.stdout is not None and not process.stdout.closed:
-        process.stdout.close()
+    with shim_process(live_issuer.url, upstream) as running:
+        yield running.url, running.process
 
 
 def test_shim_swaps_the_key_for_a_verifiable_bearer_token(live_issuer, shim):
     url, process = shim
-    api_key, key_id = _import_key(live_issuer)
+    api_key, key_id = import_key(live_issuer)
     response = requests.post(
         f"{url}/v1/orders?limit=5",
         headers={"X-API-Key": api_key, "Content-Type": "application/json"},
@@ -309,7 +244,7 @@ def test_shim_passes_requests_without_a_key_unchanged(shim):
 
 def test_shim_refuses_with_the_issuers_error_and_never_logs_a_key(live_issuer, shim):
     url, process = shim
-    api_key, _ = _import_key(live_issuer)
+    api_key, _ = import_key(live_issuer)
     live_issuer.set_tenant_status("acme", "suspended")
     refused = requests.get(f"{url}/v1/orders", headers={"X-API-Key": api_key}, timeout=10)
     assert refused.status_code == 400
@@ -323,9 +258,9 @@ def test_shim_refuses_with_the_issuers_error_and_never_logs_a_key(live_issuer, s
 
 
 def test_proxy_answers_502_when_the_upstream_is_down(live_issuer, caplog):
-    api_key, _ = _import_key(live_issuer)
-    proxy = ShimProxy(f"http://127.0.0.1:{_free_port()}", KeyExchanger.from_issuer(live_issuer.url))
-    with caplog.at_level(logging.DEBUG), _serving(proxy) as url:
+    api_key, _ = import_key(live_issuer)
+    proxy = ShimProxy(f"http://127.0.0.1:{free_port()}", KeyExchanger.from_issuer(live_issuer.url))
+    with caplog.at_level(logging.DEBUG), serving(proxy) as url:
         response = requests.get(f"{url}/x", headers={"X-API-Key": api_key}, timeout=10)
     assert response.status_code == 502
     assert response.json()["error"] == "bad_gateway"
