@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import jwt
 import pytest
@@ -103,7 +102,13 @@ def two_servers(databases, redis_url, tmp_path):
         from jwks import decode_kek
 
         admin = create_app(
-            make_settings(url, decode_kek(kek_text), tmp_path, issuer="http://127.0.0.1:8000")
+            make_settings(
+                url,
+                decode_kek(kek_text),
+                tmp_path,
+                issuer="http://127.0.0.1:8000",
+                key_refresh_interval=0.2,
+            )
         )
         yield first, second, admin
         admin.extensions["keyswap"].engine.dispose()
@@ -163,7 +168,12 @@ def test_what_one_instance_changes_the_other_sees_at_once(two_servers):
     keyswap = admin.extensions["keyswap"]
     with transaction(keyswap.sessions) as session:
         new_kid = rotate_now(
-            session, keyswap.sealer, alg="ES256", prepublish=timedelta(0), actor="test"
+            session,
+            keyswap.sealer,
+            alg="ES256",
+            schedule=keyswap.settings.rotation_schedule,
+            immediate=True,
+            actor="test",
         ).kid
     deadline = time.monotonic() + 10
     kids = set()
