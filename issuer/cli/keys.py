@@ -72,7 +72,9 @@ def keys_rotate(alg: str | None, immediate: bool) -> dict[str, Any]:
         return key_view(row, settings.max_token_ttl)
 
 
-@group.command("revoke")
+# A kid is a base64url thumbprint and may start with "-": take it as the argument, not as
+# an unknown option (the command has no short options to confuse it with).
+@group.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @click.option("--reason", help="Why, for the audit log (e.g. 'private key leaked').")
 @json_option

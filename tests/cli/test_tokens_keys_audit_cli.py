@@ -181,9 +181,11 @@ def test_keys_revoke_refuses_the_only_signing_key(own_issuer):
     assert [k["state"] for k in ok(runner, "keys", "list")] == ["active"]
 
 
-def test_keys_revoke_unknown_kid_is_a_domain_error(own_issuer):
+@pytest.mark.parametrize("kid", ["nope", "-oXyZ", "--nope"])
+def test_keys_revoke_unknown_kid_is_a_domain_error(own_issuer, kid):
+    # Thumbprints are base64url: a kid may start with "-" and is still a kid, not an option.
     runner = own_issuer.app.test_cli_runner()
-    assert refused(runner, "keys", "revoke", "nope") == "no signing key nope"
+    assert refused(runner, "keys", "revoke", kid) == f"no signing key {kid}"
 
 
 def test_keys_rotate_unknown_algorithm_is_a_usage_error(runner):
