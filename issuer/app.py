@@ -7,7 +7,9 @@ metrics) lives in one ``Keyswap`` object at ``app.extensions["keyswap"]``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
@@ -30,8 +32,8 @@ from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
 from .legacy import check_legacy_token
+from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
-from .rotation import advance
 from .server import KeyswapServer
 from .storage import requestable_scopes
 
@@ -49,11 +51,15 @@ class Keyswap:
     """Everything one app instance shares across requests."""
 
     settings: Settings
+    #: The wall clock signing keys are judged by (tests move it).
+    clock: Callable[[], datetime]
     engine: Engine
     sessions: sessionmaker[Session]
     sealer: Sealer
     hasher: SecretHasher
     keyring: KeyRing
+    #: Rotation steps and key re-reads; ``keyswap serve`` starts it in each worker.
+    maintenance: Maintenance
     server: KeyswapServer
     metrics: Metrics
     discovery: Discovery
@@ -125,8 +131,13 @@ def _render_unexpected(error: Exception) -> Response:
     return ServerError().to_response()
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``)."""
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow
+) -> Flask:
+    """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``).
+
+    ``clock`` is the time the signing keys are judged by (tests move it).
+    """
     settings = settings or Settings.from_env()
     app = Flask("keyswap")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -145,9 +156,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         sealer,
         max_token_ttl=settings.max_token_ttl,
         refresh_interval=settings.key_refresh_interval,
-        on_refresh=partial(
-            advance, sessions, sealer, settings.rotation_schedule, alg=settings.signing_alg
-        ),
+        clock=clock,
+    )
+    maintenance = Maintenance(
+        sessions,
+        sealer,
+        keyring,
+        settings.rotation_schedule,
+        alg=settings.signing_alg,
+        interval=settings.key_refresh_interval,
+        clock=clock,
     )
     reader = make_reader(engine)
     server = KeyswapServer(
@@ -167,11 +185,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.extensions["keyswap"] = Keyswap(
         settings=settings,
+        clock=clock,
         engine=engine,
         sessions=sessions,
         sealer=sealer,
         hasher=hasher,
         keyring=keyring,
+        maintenance=maintenance,
         server=server,
         metrics=Metrics(),
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),

@@ -23,6 +23,8 @@ DEFAULT_ISSUER = "http://127.0.0.1:8000"
 DEFAULT_TOKEN_TTL = 300
 DEFAULT_MAX_TOKEN_TTL = 3600
 KEK_FILE_NAME = "kek"
+#: Seconds allowed for clocks of the processes sharing one database to disagree.
+KEY_CLOCK_SKEW = 1.0
 
 
 class ConfigError(ValueError):
@@ -127,7 +129,9 @@ class Settings:
     key_rotation_period: int = 30 * 24 * 3600
     #: How long a new key is published before it signs (longer than verifiers cache the JWKS).
     key_prepublish: int = 3600
-    #: How often a process re-reads the key table (and applies a due rotation step).
+    #: How often a process re-reads the key table (and applies a due rotation step). Every
+    #: process must use the same value: a new key signs only after twice this interval plus
+    #: ``KEY_CLOCK_SKEW``, when every process has re-read the table and publishes it.
     key_refresh_interval: float = 10.0
     #: Limit strings of the `limits` library ("50/second", "10/minute"); "0" or "off" disables one.
     rate_limit_client: str = "50/second"
@@ -164,7 +168,11 @@ class Settings:
     def rotation_schedule(self) -> Schedule:
         """Return the automatic rotation policy."""
         period = timedelta(seconds=self.key_rotation_period) if self.key_rotation_period else None
-        return Schedule(period=period, prepublish=timedelta(seconds=self.key_prepublish))
+        return Schedule(
+            period=period,
+            prepublish=timedelta(seconds=self.key_prepublish),
+            settle=timedelta(seconds=2 * self.key_refresh_interval + KEY_CLOCK_SKEW),
+        )
 
     @property
     def token_endpoint(self) -> str:

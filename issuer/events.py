@@ -29,6 +29,8 @@ SECRET_ROTATED = "client.secret_rotated"
 KEY_CREATED = "key.created"
 KEY_PUBLISHED = "key.published"
 KEY_ROTATED = "key.rotated"
+KEY_REVOKED = "key.revoked"
+KEY_EXPEDITED = "key.expedited"
 
 issuance_log = logging.getLogger("keyswap.issuance")
 

@@ -49,11 +49,15 @@ class AuthMethod(enum.StrEnum):
 
 
 class KeyState(enum.StrEnum):
-    """A signing key's place in its life: published first, then signing, then retired."""
+    """A signing key's place in its life: published first, then signing, then retired.
+
+    ``revoked`` (a compromised key) leaves the JWK Set at once and never signs again.
+    """
 
     NEXT = "next"
     ACTIVE = "active"
     RETIRED = "retired"
+    REVOKED = "revoked"
 
 
 def _enum(cls: type[enum.StrEnum]) -> SAEnum:

@@ -3,15 +3,19 @@
 ``jwks.rotation.next_step`` decides; this module applies a step in one transaction whose
 updates are guarded by the states it read, so when several processes race the first
 wins and the others change nothing. Two partial unique indexes keep at most one
-``active`` and one ``next`` key whatever happens.
+``active`` and one ``next`` key whatever happens. Steps run in each process's
+maintenance loop (``issuer.maintenance``), never on a request.
+
+Also the key-compromise runbook's two operations: ``rotate_now(immediate=True)`` (a new
+key that signs as soon as every process publishes it) and ``revoke_key``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +25,7 @@ from . import events
 from .db import utcnow
 from .keyring import create_signing_key
 from .models import KeyState, SigningKey
-from .storage import Conflict, list_signing_keys
+from .storage import Conflict, NotFound, list_signing_keys
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +33,19 @@ SYSTEM_ACTOR = "system:rotation"
 
 
 def _views(rows: list[SigningKey]) -> list[KeyView]:
-    return [KeyView(r.kid, r.state.value, r.activates_at, r.activated_at) for r in rows]
+    return [
+        KeyView(r.kid, r.state.value, r.activates_at, r.activated_at, r.created_at) for r in rows
+    ]
 
 
 def publish_next_key(
-    session: Session, sealer: Sealer, *, alg: str, activates_at: datetime, actor: str
+    session: Session,
+    sealer: Sealer,
+    *,
+    alg: str,
+    activates_at: datetime,
+    actor: str,
+    now: datetime | None = None,
 ) -> SigningKey:
     """Publish a new key that starts signing at ``activates_at``; Conflict if one waits."""
     waiting = list_signing_keys(session, [KeyState.NEXT])
@@ -43,7 +55,7 @@ def publish_next_key(
         )
     try:
         with session.begin_nested():
-            row = create_signing_key(session, sealer, alg, KeyState.NEXT)
+            row = create_signing_key(session, sealer, alg, KeyState.NEXT, now=now)
             row.activates_at = activates_at
     except IntegrityError:
         raise Conflict("another process published a next key at the same time") from None
@@ -101,7 +113,12 @@ def advance(
                 changed = promote(session, step, now=now, actor=SYSTEM_ACTOR)
             else:
                 publish_next_key(
-                    session, sealer, alg=alg, activates_at=step.activates_at, actor=SYSTEM_ACTOR
+                    session,
+                    sealer,
+                    alg=alg,
+                    activates_at=step.activates_at,
+                    actor=SYSTEM_ACTOR,
+                    now=now,
                 )
                 changed = True
             if changed:
@@ -115,9 +132,105 @@ def advance(
 
 
 def rotate_now(
-    session: Session, sealer: Sealer, *, alg: str, prepublish: timedelta, actor: str
+    session: Session,
+    sealer: Sealer,
+    *,
+    alg: str,
+    schedule: Schedule,
+    actor: str,
+    immediate: bool = False,
+    now: datetime | None = None,
 ) -> SigningKey:
-    """Start a rotation by hand: publish a new key that signs after the pre-publication window."""
+    """Start a rotation by hand: publish a new key that signs after the pre-publication window.
+
+    ``immediate`` (``keys rotate --now``) skips the window: the key signs once it has
+    settled, that is once every process publishes it. A key already waiting is then
+    brought forward instead of stacking a second one.
+    """
+    now = now or utcnow()
+    if immediate:
+        waiting = list_signing_keys(session, [KeyState.NEXT])
+        if waiting:
+            return _bring_forward(session, waiting[0], schedule, now=now, actor=actor)
     return publish_next_key(
-        session, sealer, alg=alg, activates_at=utcnow() + prepublish, actor=actor
+        session,
+        sealer,
+        alg=alg,
+        activates_at=now + schedule.lead(immediate=immediate),
+        actor=actor,
+        now=now,
     )
+
+
+def _bring_forward(
+    session: Session, row: SigningKey, schedule: Schedule, *, now: datetime, actor: str
+) -> SigningKey:
+    """Make a waiting key sign as soon as it has settled."""
+    settled = row.created_at + schedule.settle
+    row.activates_at = max(now, settled)
+    session.flush()
+    events.record(
+        session,
+        events.KEY_EXPEDITED,
+        f"key:{row.kid}",
+        actor=actor,
+        activates_at=row.activates_at.isoformat(),
+    )
+    return row
+
+
+def revoke_key(
+    session: Session,
+    kid: str,
+    schedule: Schedule,
+    *,
+    actor: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> SigningKey:
+    """Withdraw a (compromised) key from the JWK Set at once; it never signs again.
+
+    The active key is revoked only when a waiting key can take over, which is then
+    brought forward (it signs once it has settled; until then no token is issued, rather
+    than one signed by the compromised key). Run ``keys rotate --now`` first, and revoke
+    once the new key is active, for no pause at all.
+    """
+    now = now or utcnow()
+    row = session.scalar(select(SigningKey).where(SigningKey.kid == kid))
+    if row is None:
+        raise NotFound(f"no signing key {kid}")
+    state = row.state
+    if state is KeyState.REVOKED:
+        raise Conflict(f"key {kid} is already revoked")
+    successor = None
+    if state is KeyState.ACTIVE:
+        waiting = list_signing_keys(session, [KeyState.NEXT])
+        if not waiting:
+            raise Conflict(
+                f"key {kid} is the only signing key: run `keyswap keys rotate --now` first, "
+                "then revoke it once the new key is active"
+            )
+        successor = _bring_forward(session, waiting[0], schedule, now=now, actor=actor)
+    # Guarded by the state read above: a rotation step of another process in between
+    # makes this fail rather than revoke a key in a state nobody looked at.
+    revoked = session.execute(
+        update(SigningKey)
+        .where(SigningKey.kid == kid, SigningKey.state == state)
+        .values(
+            state=KeyState.REVOKED,
+            retired_at=now if state is KeyState.ACTIVE else row.retired_at,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if revoked.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"key {kid} changed state meanwhile; look again with `keyswap keys list`")
+    events.record(
+        session,
+        events.KEY_REVOKED,
+        f"key:{kid}",
+        actor=actor,
+        reason=reason,
+        previous_state=state.value,
+        successor=successor.kid if successor is not None else None,
+    )
+    return row

@@ -96,9 +96,13 @@ def worker_app() -> Flask:
 
     Settings come from the environment, as in the main process, which has already
     migrated the database and written any generated key-encryption key to the data dir.
+    Each worker runs its own maintenance loop (``issuer.maintenance``).
     """
     _configure_logging()
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    # Rotation steps and key re-reads run here, beside the requests, never in them.
+    app.extensions["keyswap"].maintenance.start()
+    return app
 
 
 def run(

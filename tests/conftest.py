@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from issuer import create_app
 from issuer.app import Keyswap
 from issuer.config import Settings
-from issuer.db import Base, transaction, upgrade_schema
+from issuer.db import Base, transaction, upgrade_schema, utcnow
 from issuer.keyring import ensure_signing_key
 from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
 from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
@@ -206,9 +207,9 @@ def start_live_server(build: Callable[[str], Flask]) -> LiveServer:
     return LiveServer(app=dispatcher.app, url=url, server=server)
 
 
-def prepared_app(settings: Settings) -> Flask:
+def prepared_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Flask:
     """Create an app, migrate its database, and make sure it has a signing key."""
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     keyswap: Keyswap = app.extensions["keyswap"]
     upgrade_schema(keyswap.engine)
     with transaction(keyswap.sessions) as session:
@@ -379,10 +380,12 @@ def isolated_issuer(
     """
     started: list[LiveServer] = []
 
-    def start(**changes: Any) -> LiveIssuer:
+    def start(clock: Callable[[], datetime] = utcnow, **changes: Any) -> LiveIssuer:
         url = databases.create()
         live = start_live_server(
-            lambda base: prepared_app(make_settings(url, kek, tmp_path, issuer=base, **changes))
+            lambda base: prepared_app(
+                make_settings(url, kek, tmp_path, issuer=base, **changes), clock
+            )
         )
         started.append(live)
         return LiveIssuer(live)

@@ -1,4 +1,4 @@
-"""``keyswap keys``: rotate the signing key and list keys with their states and dates."""
+"""``keyswap keys``: rotate, revoke and list the signing keys (the key-compromise runbook)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from flask.cli import AppGroup
 from jwks import ALGORITHMS
 
 from ..app import current_keyswap
-from ..db import utcnow
 from ..keyring import is_published
-from ..models import SigningKey
-from ..rotation import rotate_now
+from ..models import KeyState, SigningKey
+from ..rotation import revoke_key, rotate_now
 from ..storage import list_signing_keys
 from .context import actor, session
 from .output import json_option
@@ -24,9 +23,11 @@ group = AppGroup("keys", help="Manage token signing keys.")
 
 def key_view(row: SigningKey, max_token_ttl: int) -> dict[str, Any]:
     """Return what commands print about a key (never private material)."""
-    now = utcnow()
+    now = current_keyswap().clock()
     published_until = (
-        row.retired_at + timedelta(seconds=max_token_ttl) if row.retired_at is not None else None
+        row.retired_at + timedelta(seconds=max_token_ttl)
+        if row.retired_at is not None and row.state is not KeyState.REVOKED
+        else None
     )
     return {
         "kid": row.kid,
@@ -45,8 +46,16 @@ def key_view(row: SigningKey, max_token_ttl: int) -> dict[str, Any]:
 @click.option(
     "--alg", type=click.Choice(ALGORITHMS), help="Algorithm of the new key [default: the setting]."
 )
+@click.option(
+    "--now",
+    "immediate",
+    is_flag=True,
+    help="Skip the pre-publication window: the key signs as soon as every server publishes it "
+    "(twice KEYSWAP_KEY_REFRESH_INTERVAL, plus a second). A key already waiting is brought "
+    "forward instead.",
+)
 @json_option
-def keys_rotate(alg: str | None) -> dict[str, Any]:
+def keys_rotate(alg: str | None, immediate: bool) -> dict[str, Any]:
     """Publish a new signing key now; it signs once the pre-publication window has passed."""
     keyswap = current_keyswap()
     settings = keyswap.settings
@@ -55,8 +64,31 @@ def keys_rotate(alg: str | None) -> dict[str, Any]:
             s,
             keyswap.sealer,
             alg=alg or settings.signing_alg,
-            prepublish=timedelta(seconds=settings.key_prepublish),
+            schedule=settings.rotation_schedule,
+            immediate=immediate,
             actor=actor(),
+            now=keyswap.clock(),
+        )
+        return key_view(row, settings.max_token_ttl)
+
+
+# A kid is a base64url thumbprint and may start with "-": take it as the argument, not as
+# an unknown option (the command has no short options to confuse it with).
+@group.command("revoke", context_settings={"ignore_unknown_options": True})
+@click.argument("kid")
+@click.option("--reason", help="Why, for the audit log (e.g. 'private key leaked').")
+@json_option
+def keys_revoke(kid: str, reason: str | None) -> dict[str, Any]:
+    """Withdraw a compromised key from the JWKS; its tokens stop verifying at introspection.
+
+    The active key can be revoked only once another key waits to take over (run
+    `keys rotate --now` first); that key is then brought forward.
+    """
+    keyswap = current_keyswap()
+    settings = keyswap.settings
+    with session() as s:
+        row = revoke_key(
+            s, kid, settings.rotation_schedule, actor=actor(), reason=reason, now=keyswap.clock()
         )
         return key_view(row, settings.max_token_ttl)
 

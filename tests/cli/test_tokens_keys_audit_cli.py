@@ -1,4 +1,4 @@
-"""``keyswap tokens revoke``, ``keys rotate | list`` and ``audit`` through the CLI runner."""
+"""`keyswap tokens revoke`, `keys rotate | revoke | list` and `audit` through the CLI runner."""
 
 from __future__ import annotations
 
@@ -129,6 +129,63 @@ def test_keys_rotate_while_a_key_waits_is_a_domain_error(own_issuer):
     assert refused(runner, "keys", "rotate").startswith(
         f"key {waiting['kid']} is already published and signs from "
     )
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_keys_rotate_now_signs_once_every_process_publishes_it(own_issuer):
+    runner = own_issuer.app.test_cli_runner()
+    new = ok(runner, "keys", "rotate", "--now")
+    settle = own_issuer.keyswap.settings.rotation_schedule.settle  # 2 x 10 s + 1 s
+    assert settle == timedelta(seconds=21)
+    assert new["state"] == "next"
+    assert _at(new["activates_at"]) - _at(new["created_at"]) == settle
+
+
+def test_keys_rotate_now_brings_a_waiting_key_forward(own_issuer):
+    runner = own_issuer.app.test_cli_runner()
+    waiting = ok(runner, "keys", "rotate")
+    now = ok(runner, "keys", "rotate", "--now")
+    assert now["kid"] == waiting["kid"]
+    assert _at(now["activates_at"]) < _at(waiting["activates_at"]) - timedelta(minutes=50)
+    assert [e["action"] for e in ok(runner, "audit")][0] == "key.expedited"
+
+
+def test_keys_revoke_withdraws_a_key_and_is_audited(own_issuer):
+    runner = own_issuer.app.test_cli_runner()
+    waiting = ok(runner, "keys", "rotate")
+    revoked = ok(runner, "keys", "revoke", waiting["kid"], "--reason", "leaked")
+    assert (revoked["state"], revoked["published"]) == ("revoked", False)
+    assert revoked["published_until"] is None
+    listed = {k["kid"]: (k["state"], k["published"]) for k in ok(runner, "keys", "list")}
+    assert listed[waiting["kid"]] == ("revoked", False)
+    event = ok(runner, "audit")[0]
+    assert (event["action"], event["subject"], event["reason"]) == (
+        "key.revoked",
+        f"key:{waiting['kid']}",
+        "leaked",
+    )
+    assert refused(runner, "keys", "revoke", waiting["kid"]) == (
+        f"key {waiting['kid']} is already revoked"
+    )
+
+
+def test_keys_revoke_refuses_the_only_signing_key(own_issuer):
+    runner = own_issuer.app.test_cli_runner()
+    (active,) = ok(runner, "keys", "list")
+    message = refused(runner, "keys", "revoke", active["kid"])
+    assert message.startswith(f"key {active['kid']} is the only signing key")
+    assert "keyswap keys rotate --now" in message
+    assert [k["state"] for k in ok(runner, "keys", "list")] == ["active"]
+
+
+@pytest.mark.parametrize("kid", ["nope", "-oXyZ", "--nope"])
+def test_keys_revoke_unknown_kid_is_a_domain_error(own_issuer, kid):
+    # Thumbprints are base64url: a kid may start with "-" and is still a kid, not an option.
+    runner = own_issuer.app.test_cli_runner()
+    assert refused(runner, "keys", "revoke", kid) == f"no signing key {kid}"
 
 
 def test_keys_rotate_unknown_algorithm_is_a_usage_error(runner):

@@ -31,6 +31,8 @@ from clients import (
 from clients.verifier import REQUIRED_CLAIMS
 from issuer.cli import cli
 
+from ..e2e.test_key_rotation import Clock as AppClock
+
 
 class CountingSession(requests.Session):
     """A real requests session that counts the requests it sends, by method and URL."""
@@ -344,7 +346,8 @@ def test_jwks_cache_keeps_keys_while_issuer_is_down(isolated_issuer):
 
 
 def test_verifier_fetches_new_key_after_rotation(isolated_issuer):
-    issuer = isolated_issuer(key_prepublish=0, key_refresh_interval=0)
+    app_clock = AppClock()
+    issuer = isolated_issuer(app_clock, key_prepublish=0, key_refresh_interval=0)
     clock = Clock()
     session = CountingSession()
     verifier = Verifier(issuer.url, issuer.url, session=session, clock=clock)
@@ -354,6 +357,8 @@ def test_verifier_fetches_new_key_after_rotation(isolated_issuer):
 
     rotated = issuer.app.test_cli_runner().invoke(cli, ["keys", "rotate", "--json"])
     assert rotated.exit_code == 0, rotated.output
+    app_clock.advance(issuer.keyswap.settings.rotation_schedule.settle.total_seconds())
+    issuer.keyswap.maintenance.run_once()  # the server's loop promotes the settled key
     new_token = _token(issuer, creds)
     assert jwt.get_unverified_header(new_token)["kid"] == json.loads(rotated.stdout)["kid"]
     clock.now += 10  # past the minimum refresh interval since the first fetch

@@ -136,12 +136,14 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
     app = _app(url, kek, tmp_path, key_prepublish=0)
     prepare(app)
     keyswap = app.extensions["keyswap"]
-    from datetime import timedelta
 
     from issuer.rotation import rotate_now
 
+    schedule = keyswap.settings.rotation_schedule
     with transaction(keyswap.sessions) as session:
-        rotate_now(session, keyswap.sealer, alg="ES256", prepublish=timedelta(0), actor="t")
+        rotate_now(
+            session, keyswap.sealer, alg="ES256", schedule=schedule, immediate=True, actor="t"
+        )
     keyswap.engine.dispose()
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHER, url], capture_output=True, text=True, timeout=60
@@ -151,9 +153,10 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
         states = session.scalars(select(SigningKey.state)).all()
     assert sorted(states) == sorted([KeyState.ACTIVE, KeyState.NEXT])
     # The rotation then completes normally, still with one signer.
+    from issuer.db import utcnow
     from issuer.rotation import advance
 
-    assert advance(keyswap.sessions, keyswap.sealer, keyswap.settings.rotation_schedule)
+    assert advance(keyswap.sessions, keyswap.sealer, schedule, now=utcnow() + schedule.settle)
     with transaction(keyswap.sessions) as session:
         states = session.scalars(select(SigningKey.state)).all()
     assert sorted(states) == sorted([KeyState.ACTIVE, KeyState.RETIRED])

@@ -1,4 +1,8 @@
-"""Signing-key rotation over HTTP: pre-publication, a verifier with a cached JWKS, retirement."""
+"""Signing-key rotation over HTTP: pre-publication, a verifier with a cached JWKS, retirement.
+
+Time is the app's injected clock, moved by the tests; rotation steps run where the server
+runs them, in the maintenance pass (``keyswap.maintenance.run_once()``), never in a request.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from issuer.cli import cli
 from issuer.db import transaction, utcnow
@@ -51,16 +56,22 @@ def _jwks_kids(issuer) -> set[str]:
     return {k["kid"] for k in requests.get(issuer.jwks_url, timeout=10).json()["keys"]}
 
 
-def _move_clock(issuer, **values) -> None:
-    """Pretend time has passed for the key table (the window is an hour long)."""
-    with transaction(issuer.keyswap.sessions) as session:
-        session.execute(
-            update(SigningKey).where(SigningKey.state == values.pop("state")).values(**values)
-        )
+@dataclass
+class Clock:
+    """The app's wall clock, moved by hand."""
+
+    now: datetime = field(default_factory=utcnow)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated_issuer):
-    issuer = isolated_issuer(key_prepublish=3600, key_refresh_interval=0)
+    clock = Clock()
+    issuer = isolated_issuer(clock, key_prepublish=3600, key_refresh_interval=0)
     creds = issuer.create_client()
     old_token = _token(issuer, creds)
     old_kid = _kid(old_token)
@@ -77,7 +88,9 @@ def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated
     assert _verify(verifier, issuer, old_token)["client_id"] == creds.client_id
     assert verifier.fetches == 1
 
-    _move_clock(issuer, state=KeyState.NEXT, activates_at=utcnow() - timedelta(seconds=1))
+    clock.advance(3600)
+    assert _kid(_token(issuer, creds)) == old_kid  # requests never take a rotation step
+    issuer.keyswap.maintenance.run_once()
     new_token = _token(issuer, creds)
     assert _kid(new_token) == new_kid
     # The verifier already holds the new key from its one fetch.
@@ -92,9 +105,7 @@ def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated
 
     # Once every token the old key signed has expired, it leaves the JWKS.
     max_ttl = issuer.keyswap.settings.max_token_ttl
-    _move_clock(
-        issuer, state=KeyState.RETIRED, retired_at=utcnow() - timedelta(seconds=max_ttl + 1)
-    )
+    clock.advance(max_ttl + 1)
     assert _jwks_kids(issuer) == {new_kid}
 
     with transaction(issuer.keyswap.sessions) as session:
@@ -113,25 +124,31 @@ def test_second_rotation_while_one_waits_is_refused(isolated_issuer):
 
 @pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
 def test_rotation_to_another_algorithm_verifies_with_pyjwkclient(isolated_issuer, alg):
-    issuer = isolated_issuer(key_prepublish=0, key_refresh_interval=0)
+    clock = Clock()
+    issuer = isolated_issuer(clock, key_prepublish=0, key_refresh_interval=0)
     creds = issuer.create_client()
     assert issuer.app.test_cli_runner().invoke(cli, ["keys", "rotate", "--alg", alg]).exit_code == 0
+    clock.advance(issuer.keyswap.settings.rotation_schedule.settle.total_seconds())
+    issuer.keyswap.maintenance.run_once()
     token = _token(issuer, creds)
     assert jwt.get_unverified_header(token)["alg"] == alg
     assert _verify(jwt.PyJWKClient(issuer.jwks_url), issuer, token)["sub"]
 
 
 def test_automatic_schedule_publishes_then_promotes(isolated_issuer):
-    issuer = isolated_issuer(key_rotation_period=86400, key_prepublish=3600, key_refresh_interval=0)
+    clock = Clock()
+    issuer = isolated_issuer(
+        clock, key_rotation_period=86400, key_prepublish=3600, key_refresh_interval=0
+    )
     creds = issuer.create_client()
     first_kid = _kid(_token(issuer, creds))
     # The active key has signed for almost its whole period: a next key is published.
-    _move_clock(
-        issuer, state=KeyState.ACTIVE, activated_at=utcnow() - timedelta(seconds=86400 - 60)
-    )
+    clock.advance(86400 - 60)
+    issuer.keyswap.maintenance.run_once()
     assert _kid(_token(issuer, creds)) == first_kid
     assert len(_jwks_kids(issuer)) == 2
-    _move_clock(issuer, state=KeyState.NEXT, activates_at=utcnow() - timedelta(seconds=1))
+    clock.advance(3600)
+    issuer.keyswap.maintenance.run_once()
     assert _kid(_token(issuer, creds)) != first_kid
 
 
@@ -141,9 +158,8 @@ ROTATOR = textwrap.dedent(
     from datetime import timedelta
     from issuer import create_app
     from issuer.config import Settings
-    from issuer.db import transaction
+    from issuer.db import transaction, utcnow
     from issuer.rotation import advance, rotate_now
-    from issuer.storage import Conflict
 
     url, kek, start = sys.argv[1], bytes.fromhex(sys.argv[2]), float(sys.argv[3])
     settings = Settings(data_dir=".", database_url=url, key_encryption_key=kek, key_prepublish=0)
@@ -155,11 +171,15 @@ ROTATOR = textwrap.dedent(
     for _ in range(20):
         try:
             with transaction(ks.sessions) as session:
-                rotate_now(session, ks.sealer, alg="ES256", prepublish=timedelta(0), actor="race")
+                rotate_now(
+                    session, ks.sealer, alg="ES256", schedule=settings.rotation_schedule,
+                    immediate=True, actor="race",
+                )
             published += 1
         except Exception:
             pass
-        promoted += advance(ks.sessions, ks.sealer, settings.rotation_schedule)
+        later = utcnow() + timedelta(hours=1)  # every key published so far has settled
+        promoted += advance(ks.sessions, ks.sealer, settings.rotation_schedule, now=later)
     print(published, promoted)
     """
 )

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import jwt
 import pytest
@@ -103,7 +102,13 @@ def two_servers(databases, redis_url, tmp_path):
         from jwks import decode_kek
 
         admin = create_app(
-            make_settings(url, decode_kek(kek_text), tmp_path, issuer="http://127.0.0.1:8000")
+            make_settings(
+                url,
+                decode_kek(kek_text),
+                tmp_path,
+                issuer="http://127.0.0.1:8000",
+                key_refresh_interval=0.2,
+            )
         )
         yield first, second, admin
         admin.extensions["keyswap"].engine.dispose()
@@ -159,25 +164,31 @@ def test_what_one_instance_changes_the_other_sees_at_once(two_servers):
     ).json()
     assert answer == {"active": False}
 
-    # A key rotated by one is served by both.
+    # A key rotated (to RS256, with no pre-publication window) is served by both, and at
+    # no moment does either sign with a key that the other's JWKS lacks.
     keyswap = admin.extensions["keyswap"]
     with transaction(keyswap.sessions) as session:
         new_kid = rotate_now(
-            session, keyswap.sealer, alg="ES256", prepublish=timedelta(0), actor="test"
+            session,
+            keyswap.sealer,
+            alg="RS256",
+            schedule=keyswap.settings.rotation_schedule,
+            immediate=True,
+            actor="test",
         ).kid
-    deadline = time.monotonic() + 10
-    kids = set()
+    deadline = time.monotonic() + 20
+    kids: set[str] = set()
     while time.monotonic() < deadline:
         kids = {
             jwt.get_unverified_header(_token(server, creds).json()["access_token"])["kid"]
             for server in (first, second)
         }
+        for server in (first, second):
+            published = {
+                k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]
+            }
+            assert kids <= published, f"{server.url} does not publish {kids - published}"
         if kids == {new_kid}:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert kids == {new_kid}
-    for server in (first, second):
-        published = {
-            k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]
-        }
-        assert new_kid in published

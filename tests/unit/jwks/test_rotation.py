@@ -47,3 +47,19 @@ def test_manual_rotation_is_promoted_even_without_a_period():
 def test_first_key_promoted_when_nothing_signs():
     waiting = KeyView("new", "next", NOW, None)
     assert next_step([waiting], NOW, SCHEDULE) == Promote("new", None)
+
+
+SETTLED = Schedule(period=30 * DAY, prepublish=timedelta(0), settle=timedelta(seconds=21))
+
+
+def test_waiting_key_is_not_promoted_before_every_process_has_it():
+    waiting = KeyView("new", "next", NOW, None, created_at=NOW - timedelta(seconds=20))
+    assert next_step([active(1), waiting], NOW, SETTLED) is None
+    later = NOW + timedelta(seconds=1)
+    assert next_step([active(1), waiting], later, SETTLED) == Promote("new", "old")
+
+
+def test_no_prepublication_window_still_waits_for_every_process():
+    step = next_step([active(30)], NOW, SETTLED)
+    assert step == PublishNext(activates_at=NOW + timedelta(seconds=21))
+    assert SETTLED.lead(immediate=True) == SETTLED.lead() == timedelta(seconds=21)
