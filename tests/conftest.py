@@ -163,7 +163,9 @@ def make_settings(database_url: str, kek: bytes, data_dir: Path, **changes: Any)
     Rate limits are off unless a test sets them: every test calls from 127.0.0.1, and
     many fail authentication on purpose.
     """
-    limits_off = {f"rate_limit_{kind}": "off" for kind in ("client", "address", "failures")}
+    limits_off = {
+        f"rate_limit_{kind}": "off" for kind in ("client", "address", "failures", "unknown_keys")
+    }
     base = Settings(data_dir=data_dir, database_url=database_url, key_encryption_key=kek)
     return base.with_changes(**{**limits_off, **changes})
 

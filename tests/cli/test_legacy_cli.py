@@ -241,6 +241,9 @@ def test_report_lists_status_usage_sunset_and_migration(live_issuer, owners, run
         "tenant_status": "active",
         "last_used_at": None,
         "uses": 1,
+        "refused": 0,
+        "refusals": {},
+        "last_refused_at": None,
         "sunset_at": "2099-01-01T00:00:00Z",
         "migrated": True,
     }
@@ -254,6 +257,7 @@ def test_report_lists_status_usage_sunset_and_migration(live_issuer, owners, run
         "orphaned": 2,
         "past_sunset": 1,
         "migrated": 1,
+        "refused": 0,
     }
     text = runner.invoke(cli, ["legacy", "report"]).output
     assert "key_id" in text and alice_key in text
