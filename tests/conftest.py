@@ -31,6 +31,7 @@ from issuer.app import Keyswap
 from issuer.config import Settings
 from issuer.db import Base, transaction, upgrade_schema
 from issuer.keyring import ensure_signing_key
+from issuer.legacy.usage import usage_for
 from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
 from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
 from issuer.storage import NotFound, get_user
@@ -236,6 +237,8 @@ def stop_live_server(live: LiveServer) -> None:
     if live.server is not None:
         live.server.shutdown()
         live.server.server_close()
+    # Write pending legacy key counts while the database is still there.
+    usage_for(live.app).close()
     live.keyswap.engine.dispose()
 
 
