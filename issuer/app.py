@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -31,7 +31,9 @@ from .grants.client_credentials import ClientCredentialsGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
+from .ledger import RefusalLedger
 from .legacy import check_legacy_token
+from .legacy.usage import USAGE_EXTENSION, UsageAccumulator
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
 from .server import KeyswapServer
@@ -63,6 +65,8 @@ class Keyswap:
     server: KeyswapServer
     metrics: Metrics
     discovery: Discovery
+    limits: RateLimits
+    ledger: RefusalLedger
 
 
 def current_keyswap() -> Keyswap:
@@ -101,7 +105,10 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _render_oauth_error(error: OAuthError) -> Response:
+def _answer(error: OAuthError) -> Response:
+    # Every error answer passes here: the refusal ledger records those of the OAuth
+    # endpoints (429 and 503 included) before the one renderer writes the body.
+    current_keyswap().ledger.refuse(error, request)
     return error.to_response()
 
 
@@ -109,7 +116,7 @@ def _render_http_error(error: HTTPException) -> Response:
     # Werkzeug's own 404/405/413 pages are HTML; every keyswap answer is JSON.
     code = error.code or 500
     oauth = InvalidRequest(error.description or error.name, status=code, reason=f"http_{code}")
-    response = oauth.to_response()
+    response = _answer(oauth)
     allow = dict(error.get_headers()).get("Allow")
     if allow:
         response.headers["Allow"] = allow
@@ -118,17 +125,18 @@ def _render_http_error(error: HTTPException) -> Response:
 
 def _render_database_down(error: Exception) -> Response:
     log.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
-    return TemporarilyUnavailable(detail=str(error)).to_response()
+    # The exception's text is in the line above; the refusal's log line names its class.
+    return _answer(TemporarilyUnavailable(detail=f"database unavailable: {type(error).__name__}"))
 
 
 def _render_no_signing_key(error: NoSigningKey) -> Response:
     log.error("no active signing key: run `keyswap keys rotate` or `keyswap serve`")
-    return TemporarilyUnavailable(detail=str(error)).to_response()
+    return _answer(TemporarilyUnavailable(detail=str(error), reason="no_signing_key"))
 
 
 def _render_unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
-    return ServerError().to_response()
+    return _answer(ServerError())
 
 
 def create_app(
@@ -178,11 +186,16 @@ def create_app(
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
     server.credential_checks.append(check_legacy_token)
+    limits = RateLimits(settings)
+    server.limit_client = limits.limit_client
+    usage = UsageAccumulator(sessions)
+    app.extensions[USAGE_EXTENSION] = usage
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
     from .metadata import Discovery
     from .metrics import Metrics
 
+    metrics = Metrics()
     app.extensions["keyswap"] = Keyswap(
         settings=settings,
         clock=clock,
@@ -193,13 +206,15 @@ def create_app(
         keyring=keyring,
         maintenance=maintenance,
         server=server,
-        metrics=Metrics(),
+        metrics=metrics,
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
+        limits=limits,
+        ledger=RefusalLedger(metrics, limits, usage),
     )
 
     app.teardown_appcontext(_close_session)
     app.after_request(_security_headers)
-    app.register_error_handler(OAuthError, _render_oauth_error)
+    app.register_error_handler(OAuthError, _answer)
     app.register_error_handler(HTTPException, _render_http_error)
     for exc in DATABASE_DOWN:
         app.register_error_handler(exc, _render_database_down)
@@ -208,7 +223,7 @@ def create_app(
 
     from .views import oauth, ops, wellknown
 
-    limit_blueprint(app, RateLimits(settings), oauth.bp.name)
+    limit_blueprint(app, limits, oauth.bp.name)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)

@@ -137,6 +137,8 @@ class Settings:
     rate_limit_client: str = "50/second"
     rate_limit_address: str = "500/second"
     rate_limit_failures: str = "20/minute"
+    #: Unknown legacy API keys across every address (a global budget against guessing).
+    rate_limit_unknown_keys: str = "5000/hour"
     #: How many reverse proxies in front set X-Forwarded-For / -Proto (0: trust none).
     trusted_proxies: int = 0
     #: Whether outbound fetches (client jwks_uri) may reach loopback, private or link-local
@@ -208,6 +210,7 @@ class Settings:
             rate_limit_client=_limit(env, "KEYSWAP_RATE_LIMIT_CLIENT", "50/second"),
             rate_limit_address=_limit(env, "KEYSWAP_RATE_LIMIT_ADDRESS", "500/second"),
             rate_limit_failures=_limit(env, "KEYSWAP_RATE_LIMIT_FAILURES", "20/minute"),
+            rate_limit_unknown_keys=_limit(env, "KEYSWAP_RATE_LIMIT_UNKNOWN_KEYS", "5000/hour"),
             trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
             key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
             outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),

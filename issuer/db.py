@@ -73,6 +73,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url``: pooled, with SQLite tuned for workers.
 
+    SQL parameters are hidden from logs and error messages: they carry secret hashes,
+    sealed keys and owners' names.
+
     No pre-ping (a round trip per checkout): a connection found dead raises, SQLAlchemy
     then discards the whole pool, and ``read_live`` retries once on a fresh connection;
     other requests answer that one failure 503 and succeed on the next call.
@@ -81,7 +84,7 @@ def make_engine(url: str) -> Engine:
         # psycopg 3 is the driver we ship; the bare scheme would pick psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 5})
+        engine = create_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -90,6 +93,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=5,
         pool_timeout=2,
         connect_args={"connect_timeout": 2},
+        hide_parameters=True,
     )
 
 

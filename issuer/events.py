@@ -1,8 +1,9 @@
 """Event names, the audit recorder, and the structured issuance log.
 
 Lifecycle events go to the database (``audit_events``) in the transaction that makes
-the change. Issuance and refusals go to the ``keyswap.issuance`` log as one JSON line
-each — client, owner, outcome, reason, jti — never a secret or a token.
+the change. Issuance and refusals (see ``ledger``) go to the ``keyswap.issuance`` log as
+one JSON line each — client, owner, outcome, reason, jti, source address — never a
+secret or a token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from .storage import add_audit_event
 
 TOKEN_ISSUED = "token.issued"
 TOKEN_DENIED = "token.denied"
+REVOCATION_DENIED = "revocation.denied"
+INTROSPECTION_DENIED = "introspection.denied"
 TOKEN_REVOKED = "token.revoked"
 TOKENS_REVOKED = "tokens.revoked"
 TENANT_CREATED = "tenant.created"
@@ -55,8 +58,8 @@ def record(
     )
 
 
-def log_issuance(outcome: str, **fields: Any) -> None:
+def log_issuance(event: str, /, **fields: Any) -> None:
     """Write one JSON line for an issuance or a refusal."""
     if issuance_log.isEnabledFor(logging.INFO):
-        line = {"event": outcome, **{k: v for k, v in fields.items() if v is not None}}
+        line = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
         issuance_log.info(json.dumps(line, separators=(",", ":"), sort_keys=True))

@@ -1,4 +1,4 @@
-"""Prometheus metrics: issuance by grant, refusals by reason, token endpoint latency.
+"""Prometheus metrics: issuance by grant, refusals by endpoint and reason, token latency.
 
 Metrics live in a registry owned by the app (none at import time). Served with
 several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``keyswap serve``) makes
@@ -34,10 +34,16 @@ class Metrics:
             ["grant_type"],
             registry=self.registry,
         )
-        self.token_failures = Counter(
-            "keyswap_token_failures_total",
-            "Token requests refused, by reason.",
-            ["reason"],
+        self.refusals = Counter(
+            "keyswap_refusals_total",
+            "Requests refused at the token, revocation and introspection endpoints "
+            "(429 and 503 included), by endpoint, wire error and reason.",
+            ["endpoint", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self.unknown_key_budget_spent = Counter(
+            "keyswap_unknown_key_budget_spent_total",
+            "Times the global budget of unknown legacy API keys was spent (alert on any).",
             registry=self.registry,
         )
         self.token_latency = Histogram(

@@ -255,3 +255,21 @@ class LegacyKey(Base):
     use_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     owner: Mapped[User] = relationship(lazy="joined")
+
+
+class LegacyKeyRefusal(Base):
+    """How often a legacy key was refused, per reason, written coalesced like its usage.
+
+    A caller still sending a retired, revoked or expired key (or one whose owner left) is
+    visible in ``keyswap legacy report`` though it never gets a token.
+    """
+
+    __tablename__ = "legacy_key_refusals"
+
+    key_id: Mapped[str] = mapped_column(
+        ForeignKey("legacy_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The refusal's metric reason: ``api_key_retired``, ``owner_deactivated``, ...
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    last_refused_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,15 +1,24 @@
 """Rate limits on the OAuth endpoints (RFC 6585 §4, RFC 9110 §10.2.3), with ``limits``.
 
-Three limits, each configurable and each off when set to "0" or "off":
-- per client id presented (Basic user part or ``client_id`` form field),
-- per source address,
-- per source address on *failed* client authentication only (401s, and unknown legacy
-  API keys), so a guessing caller is slowed while a caller with good credentials is not.
+Each limit is configurable and each is off when set to "0" or "off":
+- per source address, and per client id *claimed* from that address, before anything
+  is authenticated;
+- per client id, counted only once the client has authenticated: client ids are public
+  (every token carries one), so a request that merely names a client never uses up
+  that client's allowance;
+- per source address on *failed* credentials only (401s, and unknown legacy API keys),
+  so a guessing caller is slowed while a caller with good credentials is not;
+- a global budget of unknown legacy API keys, across every address: once spent, an
+  exchange of a key this process has not seen succeed lately is answered 429 before the
+  key is looked up, so guesses stay bounded however many addresses send them.
 
 A breach is answered 429 ``temporarily_unavailable`` with ``Retry-After`` — never an
-identity error. Counters use the sliding-window-counter strategy and live in memory (per
-process) or, with ``KEYSWAP_REDIS_URL``, in Redis, shared by every instance; if Redis
-cannot be reached the limits fall back to memory for a while rather than fail requests.
+identity error. The limiter never raises from its counting methods: it returns the
+``RateLimited`` refusal, and ``ledger`` (the one place refusals are recorded) tells it
+which requests failed a credential. Counters use the sliding-window-counter strategy and
+live in memory (per process) or, with ``KEYSWAP_REDIS_URL``, in Redis, shared by every
+instance; if Redis cannot be reached the limits fall back to memory for a while rather
+than fail requests.
 
 The ``limits`` library is the one Flask-Limiter is built on; it is used directly because
 Flask-Limiter re-resolves which limits apply on every request, which measured about a
@@ -20,19 +29,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from urllib.parse import unquote_plus
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, request
+from joserfc.errors import JoseError
+from joserfc.jws import extract_compact
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import RateLimiter, SlidingWindowCounterRateLimiter
+from werkzeug.exceptions import HTTPException
 
 from .config import Settings
 from .errors import RateLimited
+from .grants.token_exchange import TOKEN_EXCHANGE_GRANT
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +57,51 @@ DISABLED = {"", "0", "off", "none"}
 PREFIX = "keyswap"
 #: After a Redis error, count in memory for this long before trying Redis again.
 FALLBACK_SECONDS = 30.0
+FORM = "application/x-www-form-urlencoded"
+#: Longest client id or assertion read from an unauthenticated request.
+MAX_CLAIMED_ID = 200
+MAX_ASSERTION = 8192
+#: How many recently exchanged legacy keys a process remembers (as SHA-256 digests) to let
+#: them through while the unknown-key budget is spent.
+KNOWN_KEYS = 10_000
 
 
-def client_key() -> str:
-    """Return the client id the request presents, else its source address."""
-    header = request.headers.get("Authorization", "")
+def _assertion_subject(assertion: str) -> str | None:
+    # RFC 7523 §3: a client assertion's sub is the client id. Read here unverified, only
+    # to name whom a request claims to be; never trusted as an identity.
+    if len(assertion) > MAX_ASSERTION:
+        return None
+    try:
+        claims = json.loads(extract_compact(assertion.encode()).payload)
+    except (JoseError, ValueError, RecursionError, binascii.Error):
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) and subject else None
+
+
+def claimed_client_id(req: Request) -> str | None:
+    """Return the client id ``req`` claims, unverified: Basic user, ``client_id``, or ``sub``.
+
+    For limits and log lines only: anyone may send any client id.
+    """
+    claimed: str | None = None
+    header = req.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
             user = base64.b64decode(header[6:].strip(), validate=True).split(b":", 1)[0]
-            return "client:" + unquote_plus(user.decode())
+            claimed = unquote_plus(user.decode()) or None
         except (binascii.Error, UnicodeDecodeError, ValueError):
             pass
-    client_id = request.form.get("client_id") if request.mimetype.endswith("urlencoded") else None
-    return f"client:{client_id}" if client_id else f"addr:{request.remote_addr}"
+    if claimed is None and req.mimetype == FORM:
+        try:
+            form = req.form
+        except HTTPException:  # a body too large to read: nothing is claimed
+            return None
+        claimed = form.get("client_id") or None
+        assertion = form.get("client_assertion")
+        if claimed is None and assertion:
+            claimed = _assertion_subject(assertion)
+    return claimed[:MAX_CLAIMED_ID] if claimed else None
 
 
 def address_key() -> str:
@@ -67,13 +115,14 @@ def _items(limit: str) -> tuple[RateLimitItem, ...]:
 
 
 class RateLimits:
-    """The issuer's three limits over one storage, checked before and counted after requests."""
+    """The issuer's limits over one storage: checked before a request, counted as it goes."""
 
     def __init__(self, settings: Settings) -> None:
         """Parse the configured limits and open their storage (Redis if configured)."""
         self.client = _items(settings.rate_limit_client)
         self.address = _items(settings.rate_limit_address)
         self.failures = _items(settings.rate_limit_failures)
+        self.unknown_keys = _items(settings.rate_limit_unknown_keys)
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._shared: RateLimiter | None = None
         self._shared_errors: tuple[type[Exception], ...] = ()
@@ -84,6 +133,9 @@ class RateLimits:
             errors = storage.base_exceptions
             self._shared_errors = errors if isinstance(errors, tuple) else (errors,)
         self._fallback_until = 0.0
+        #: Until when (wall clock, as ``limits`` counts) the unknown-key budget is spent.
+        self._budget_spent_until = 0.0
+        self._known_keys: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def _strategy(self) -> RateLimiter:
@@ -101,40 +153,98 @@ class RateLimits:
             log.warning("rate-limit storage unavailable, counting in memory: %s", exc)
             return bool(getattr(self._memory, method)(item, PREFIX, scope, key))
 
-    def _refuse(self, item: RateLimitItem, scope: str, key: str) -> RateLimited:
+    def _retry_after(self, item: RateLimitItem, scope: str, key: str) -> int:
         try:
             reset_at = self._strategy().get_window_stats(item, PREFIX, scope, key).reset_time
         except self._shared_errors:
             reset_at = time.time() + 1
-        retry_after = max(1, math.ceil(reset_at - time.time()))
-        return RateLimited(retry_after, detail=f"{scope} limit {item}")
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def _refuse(self, item: RateLimitItem, scope: str, key: str, **kwargs: str) -> RateLimited:
+        retry_after = self._retry_after(item, scope, key)
+        return RateLimited(retry_after, detail=f"{scope} limit {item}", **kwargs)
 
     def check(self) -> None:
-        """Count this request against its client and address; raise ``RateLimited`` if over.
+        """Count this request against its address (and claimed id); raise if over a limit.
 
-        The failure limit is only tested here (is this address already over it?); failed
-        attempts are counted after the response, in ``count_failure``.
+        Nothing here trusts the claimed client id alone: it is only counted together with
+        the address that sent it. The failure limit is only tested here (is this address
+        already over it?); failed credentials are counted by ``count_failure``.
         """
+        address = address_key()
         for item in self.failures:
-            if not self._call("test", item, "failures", address_key()):
-                raise self._refuse(item, "failures", address_key())
-        for scope, items, key in (
-            ("client", self.client, client_key),
-            ("address", self.address, address_key),
-        ):
-            for item in items:
-                if not self._call("hit", item, scope, key()):
-                    raise self._refuse(item, scope, key())
+            if not self._call("test", item, "failures", address):
+                raise self._refuse(item, "failures", address)
+        for item in self.address:
+            if not self._call("hit", item, "address", address):
+                raise self._refuse(item, "address", address)
+        if self.client:
+            claimed = claimed_client_id(request)
+            if claimed is not None:
+                key = f"client:{claimed}|{address}"
+                for item in self.client:
+                    if not self._call("hit", item, "client_address", key):
+                        raise self._refuse(item, "client_address", key)
+        if self._budget_spent_until and time.time() < self._budget_spent_until:
+            self._check_unknown_key_budget()
 
-    def count_failure(self, response: Response) -> Response:
-        """Count a failed authentication (a 401, or an unknown legacy API key)."""
+    def _check_unknown_key_budget(self) -> None:
+        if request.mimetype != FORM or request.form.get("grant_type") != TOKEN_EXCHANGE_GRANT:
+            return
+        api_key = request.form.get("subject_token", "")
+        with self._lock:
+            known = _digest(api_key) in self._known_keys
+        if not known:
+            retry_after = max(1, math.ceil(self._budget_spent_until - time.time()))
+            raise RateLimited(
+                retry_after, reason="unknown_key_budget", detail="global unknown API key budget"
+            )
+
+    def limit_client(self, client_id: str) -> RateLimited | None:
+        """Count a request by an *authenticated* client; return the refusal if it is over."""
+        for item in self.client:
+            if not self._call("hit", item, "client", client_id):
+                return self._refuse(item, "client", client_id)
+        return None
+
+    def count_failure(self, address: str) -> None:
+        """Count a failed credential (a 401, or an unknown legacy API key) from ``address``."""
         # An unknown key is a 400 under RFC 8693 §2.2.2, but a guess all the same: without
         # this, keys could be guessed at the per-address rate.
-        failed = response.status_code == 401 or bool(g.get("keyswap_failed_credential"))
-        if failed:
-            for item in self.failures:
-                self._call("hit", item, "failures", address_key())
-        return response
+        for item in self.failures:
+            self._call("hit", item, "failures", f"addr:{address}")
+
+    def count_unknown_key(self) -> bool:
+        """Count an unknown legacy key against the global budget; True if this spent it.
+
+        From then until the budget's window frees up, ``check`` lets through only keys
+        this process has seen exchanged (``remember_key``).
+        """
+        for item in self.unknown_keys:
+            self._call("hit", item, "unknown_keys", "all")
+            if not self._call("test", item, "unknown_keys", "all"):
+                retry_after = self._retry_after(item, "unknown_keys", "all")
+                with self._lock:
+                    was_open = time.time() >= self._budget_spent_until
+                    self._budget_spent_until = time.time() + retry_after
+                return was_open
+        return False
+
+    def remember_key(self, api_key: str) -> None:
+        """Remember that ``api_key`` was exchanged, to let it through a spent budget."""
+        if not self.unknown_keys:
+            return
+        digest = _digest(api_key)
+        with self._lock:
+            self._known_keys[digest] = None
+            self._known_keys.move_to_end(digest)
+            if len(self._known_keys) > KNOWN_KEYS:
+                self._known_keys.popitem(last=False)
+
+
+def _digest(api_key: str) -> bytes:
+    # Memory only: the process already holds the clear key while it answers the request.
+    return hashlib.sha256(api_key.encode()).digest()
 
 
 def limit_blueprint(app: Flask, limits: RateLimits, blueprint: str) -> None:
@@ -144,4 +254,3 @@ def limit_blueprint(app: Flask, limits: RateLimits, blueprint: str) -> None:
     each app has its own limits.
     """
     app.before_request_funcs.setdefault(blueprint, []).append(limits.check)
-    app.after_request_funcs.setdefault(blueprint, []).append(limits.count_failure)

@@ -37,6 +37,7 @@ from .errors import (
     InvalidRequest,
     InvalidScope,
     OAuthError,
+    RateLimited,
     UnauthorizedClient,
     UnsupportedGrantType,
     UnsupportedTokenType,
@@ -142,6 +143,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.reader = reader
         #: Live-status checks for credentials that are not registered clients (legacy keys).
         self.credential_checks: list[CredentialCheck] = []
+        #: The per-client rate limit, counted once a client has authenticated.
+        self.limit_client: Callable[[str], RateLimited | None] = lambda _client_id: None
         self.register_client_auth_method("client_secret_basic", basic_method(authenticator))
         self.register_client_auth_method("client_secret_post", post_method(authenticator))
         self.register_client_auth_method(
@@ -165,6 +168,19 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> ClientRecord | None:
         """Read the client, its secrets, owner and tenant live, in one round trip."""
         return read_live(self.reader, lambda connection: load_client_record(connection, client_id))
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        """Authenticate the client (Authlib's dispatch), then count it against its rate limit.
+
+        Counted here, after authentication, not on the id a request presents: client ids
+        are public, so counting presented ids would let anyone use up a client's limit.
+        """
+        client = super().authenticate_client(request, methods, endpoint)
+        refused = self.limit_client(client.client_id)
+        if refused is not None:
+            refused.client_id = client.client_id
+            raise refused
+        return client
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Store nothing: access tokens are self-contained JWTs."""
@@ -308,5 +324,8 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
 
 def _with_client(error: OAuthError, request: Any) -> OAuthError:
     client = getattr(request, "client", None)
-    error.client_id = getattr(client, "client_id", None)
+    # Authlib's private_key_jwt sets request.client to the *claimed* client's record before
+    # it checks the assertion's signature: a bare record names nobody who authenticated.
+    if not isinstance(client, ClientRecord):
+        error.client_id = error.client_id or getattr(client, "client_id", None)
     return error

@@ -32,6 +32,7 @@ from issuer.app import Keyswap
 from issuer.config import Settings
 from issuer.db import Base, transaction, upgrade_schema, utcnow
 from issuer.keyring import ensure_signing_key
+from issuer.legacy.usage import usage_for
 from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
 from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
 from issuer.storage import NotFound, get_user
@@ -164,7 +165,9 @@ def make_settings(database_url: str, kek: bytes, data_dir: Path, **changes: Any)
     Rate limits are off unless a test sets them: every test calls from 127.0.0.1, and
     many fail authentication on purpose.
     """
-    limits_off = {f"rate_limit_{kind}": "off" for kind in ("client", "address", "failures")}
+    limits_off = {
+        f"rate_limit_{kind}": "off" for kind in ("client", "address", "failures", "unknown_keys")
+    }
     base = Settings(data_dir=data_dir, database_url=database_url, key_encryption_key=kek)
     return base.with_changes(**{**limits_off, **changes})
 
@@ -235,6 +238,8 @@ def stop_live_server(live: LiveServer) -> None:
     if live.server is not None:
         live.server.shutdown()
         live.server.server_close()
+    # Write pending legacy key counts while the database is still there.
+    usage_for(live.app).close()
     live.keyswap.engine.dispose()
 
 

@@ -40,6 +40,8 @@ def _text(value: Any) -> str:
         return "-"
     if isinstance(value, list):
         return " ".join(str(v) for v in value) or "-"
+    if isinstance(value, Mapping):  # e.g. counts by reason: "api_key_retired=3 ..."
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)
 
 

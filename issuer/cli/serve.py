@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import click
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ..config import DEFAULT_ISSUER, ConfigError, Settings
 from ..db import transaction
@@ -126,6 +128,14 @@ def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool
     _serve(settings, host, port, workers, threads, setup=setup)
 
 
+def _shown_url(url: str) -> str:
+    # The database URL may carry a password: print it masked ("***").
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
 def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) -> None:
     if as_json:
         creds = {
@@ -134,7 +144,7 @@ def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) 
             "client_id": client_id,
             "client_secret": secret,
             "scope": DEMO_SCOPE,
-            "database": settings.database_url,
+            "database": _shown_url(settings.database_url),
         }
         click.echo(json.dumps(creds, indent=2))
         return
@@ -149,7 +159,7 @@ def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) 
         f"  tenant / owner {DEMO_TENANT} / {DEMO_USER}\n"
         f"  client_id      {client_id}\n"
         f"  client_secret  {secret}   (shown once)\n"
-        f"  database       {settings.database_url}\n\n"
+        f"  database       {_shown_url(settings.database_url)}\n\n"
         f"Get a token:\n  {curl}\n\n"
         f"Public keys:\n  curl -s {settings.issuer}/jwks.json\n",
     )

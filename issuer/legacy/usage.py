@@ -1,10 +1,11 @@
-"""Legacy key usage: last-used time and use count, written coalesced, never per request.
+"""Legacy key usage and refusals, per key, written coalesced, never per request.
 
-Each process counts exchanges in memory and flushes at most once per ``interval``
-(a minute by default) from a background timer, and once more at process exit. A flush is
-one ``UPDATE`` per key that adds its count and keeps the later last-used time, so any
-number of processes on one database add up exactly. Counts are best effort: a process
-killed outright loses at most one interval of them.
+Each process counts exchanges, and refusals of known keys by reason (retired, revoked,
+owner deactivated, ...), in memory and flushes at most once per ``interval`` (a minute by
+default) from a background timer, and once more at process exit. A flush is one
+statement per key (and per key and reason) that adds its count and keeps the later time,
+so any number of processes on one database add up exactly. Counts are best effort: a
+process killed outright loses at most one interval of them.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ import atexit
 import logging
 import threading
 from datetime import datetime
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import Integer, String, Table, bindparam, case, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import UTCDateTime, transaction
-from ..models import LegacyKey
+from ..models import LegacyKey, LegacyKeyRefusal
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL = 60.0
-#: Where an app keeps its accumulator (created on the first exchange).
+#: Where an app keeps its accumulator.
 USAGE_EXTENSION = "keyswap.legacy_usage"
-_create_lock = threading.Lock()
 
 _ADD_USE = (
     update(LegacyKey)
@@ -46,63 +48,143 @@ _ADD_USE = (
     )
     .execution_options(synchronize_session=False)
 )
+_ADD_REFUSAL = (
+    update(LegacyKeyRefusal)
+    .where(
+        LegacyKeyRefusal.key_id == bindparam("refused_key"),
+        LegacyKeyRefusal.reason == bindparam("refused_reason"),
+    )
+    .values(
+        count=LegacyKeyRefusal.count + bindparam("uses"),
+        last_refused_at=case(
+            (
+                LegacyKeyRefusal.last_refused_at < bindparam("used_at", type_=UTCDateTime),
+                bindparam("used_at", type_=UTCDateTime),
+            ),
+            else_=LegacyKeyRefusal.last_refused_at,
+        ),
+    )
+    .execution_options(synchronize_session=False)
+)
+#: The first refusal of a key for a reason; nothing if the key is gone meanwhile. (A Core
+#: insert: with parameters, an ORM one would be taken for a bulk insert of rows.)
+_NEW_REFUSAL = insert(cast(Table, LegacyKeyRefusal.__table__)).from_select(
+    ["key_id", "reason", "count", "last_refused_at"],
+    select(
+        LegacyKey.id,
+        bindparam("refused_reason", type_=String),
+        bindparam("uses", type_=Integer),
+        bindparam("used_at", type_=UTCDateTime),
+    ).where(LegacyKey.id == bindparam("refused_key")),
+)
+
+Counts = dict[str, tuple[int, datetime]]
+RefusalCounts = dict[tuple[str, str], tuple[int, datetime]]
+
+
+def _add(pending: dict[Any, tuple[int, datetime]], key: Any, uses: int, at: datetime) -> None:
+    more, last = pending.get(key, (0, at))
+    pending[key] = (uses + more, max(last, at))
+
+
+def _write_refusal(session: Session, params: dict[str, Any]) -> None:
+    if session.execute(_ADD_REFUSAL, params).rowcount:  # type: ignore[attr-defined]
+        return
+    try:
+        with session.begin_nested():
+            session.execute(_NEW_REFUSAL, params)
+    except IntegrityError:  # another process wrote the first one meanwhile
+        session.execute(_ADD_REFUSAL, params)
 
 
 class UsageAccumulator:
-    """Per-process usage counts of legacy keys, flushed to the database in batches."""
+    """Per-process usage and refusal counts of legacy keys, flushed in batches."""
 
     def __init__(
         self, sessions: sessionmaker[Session], *, interval: float = DEFAULT_FLUSH_INTERVAL
     ) -> None:
         self._sessions = sessions
         self.interval = interval
-        self._pending: dict[str, tuple[int, datetime]] = {}
+        self._pending: Counts = {}
+        self._refused: RefusalCounts = {}
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._closed = False
-        atexit.register(self.close)
+        self._at_exit = False
 
     def record(self, key_id: str, at: datetime) -> None:
         """Count one use of ``key_id`` at ``at``; the write happens at the next flush."""
         with self._lock:
-            uses, last = self._pending.get(key_id, (0, at))
-            self._pending[key_id] = (uses + 1, max(last, at))
-            if self._timer is None and not self._closed:
-                self._timer = threading.Timer(self.interval, self._flush_from_timer)
-                self._timer.daemon = True
-                self._timer.start()
+            _add(self._pending, key_id, 1, at)
+            self._schedule()
+
+    def record_refusal(self, key_id: str, reason: str, at: datetime) -> None:
+        """Count one refusal of the known key ``key_id`` for ``reason``; written at next flush."""
+        with self._lock:
+            _add(self._refused, (key_id, reason), 1, at)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        # Under self._lock. The exit hook is registered only once there is something to
+        # write, so apps that never count anything leave nothing behind.
+        if self._timer is None and not self._closed:
+            self._timer = threading.Timer(self.interval, self._flush_from_timer)
+            self._timer.daemon = True
+            self._timer.start()
+            if not self._at_exit:
+                atexit.register(self.close)
+                self._at_exit = True
 
     def pending(self) -> dict[str, int]:
-        """Return the counts not yet written, by key id."""
+        """Return the use counts not yet written, by key id."""
         with self._lock:
             return {key_id: uses for key_id, (uses, _) in self._pending.items()}
 
-    def flush(self) -> int:
-        """Write every pending count now (one UPDATE per key); return how many keys.
+    def pending_refusals(self) -> dict[tuple[str, str], int]:
+        """Return the refusal counts not yet written, by key id and reason."""
+        with self._lock:
+            return {key: count for key, (count, _) in self._refused.items()}
 
-        On a database error the counts are kept for the next flush and the error raised.
+    def flush(self) -> int:
+        """Write every pending count now (one statement per key, or key and reason).
+
+        Return how many rows were counted. On a database error the counts are kept for the
+        next flush and the error raised.
         """
         with self._lock:
             batch, self._pending = self._pending, {}
-        if not batch:
+            refused, self._refused = self._refused, {}
+        if not batch and not refused:
             return 0
-        params = [
-            {"key_id": key_id, "uses": uses, "used_at": at} for key_id, (uses, at) in batch.items()
-        ]
         try:
             with transaction(self._sessions) as session:
-                for one in params:
-                    session.execute(_ADD_USE, one)
+                for key_id, (uses, at) in batch.items():
+                    session.execute(_ADD_USE, {"key_id": key_id, "uses": uses, "used_at": at})
+                for (key_id, reason), (count, at) in refused.items():
+                    _write_refusal(
+                        session,
+                        {
+                            "refused_key": key_id,
+                            "refused_reason": reason,
+                            "uses": count,
+                            "used_at": at,
+                        },
+                    )
         except Exception:
-            self._restore(batch)
+            self._restore(batch, refused)
             raise
-        return len(batch)
+        return len(batch) + len(refused)
 
-    def _restore(self, batch: dict[str, tuple[int, datetime]]) -> None:
+    def _restore(self, batch: Counts, refused: RefusalCounts) -> None:
         with self._lock:
             for key_id, (uses, at) in batch.items():
-                more, last = self._pending.get(key_id, (0, at))
-                self._pending[key_id] = (uses + more, max(last, at))
+                _add(self._pending, key_id, uses, at)
+            for key, (count, at) in refused.items():
+                _add(self._refused, key, count, at)
+
+    def _has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending or self._refused)
 
     def _flush_from_timer(self) -> None:
         with self._lock:
@@ -111,12 +193,9 @@ class UsageAccumulator:
             self.flush()
         except Exception as exc:
             log.warning("could not write legacy key usage (kept for later): %s", exc)
-        if self.pending() and not self._closed:
+        if self._has_pending() and not self._closed:
             with self._lock:
-                if self._timer is None:
-                    self._timer = threading.Timer(self.interval, self._flush_from_timer)
-                    self._timer.daemon = True
-                    self._timer.start()
+                self._schedule()
 
     def close(self) -> None:
         """Stop the timer and write what is pending (run at exit; safe to call twice)."""
@@ -132,16 +211,8 @@ class UsageAccumulator:
         atexit.unregister(self.close)
 
 
-def usage_for(app: Flask, *, interval: float = DEFAULT_FLUSH_INTERVAL) -> UsageAccumulator:
-    """Return ``app``'s usage accumulator, creating it on first use."""
-    usage = app.extensions.get(USAGE_EXTENSION)
-    if usage is None:
-        with _create_lock:
-            usage = app.extensions.get(USAGE_EXTENSION)
-            if usage is None:
-                sessions = app.extensions["keyswap"].sessions
-                usage = app.extensions[USAGE_EXTENSION] = UsageAccumulator(
-                    sessions, interval=interval
-                )
+def usage_for(app: Flask) -> UsageAccumulator:
+    """Return ``app``'s usage accumulator (built by ``create_app``)."""
+    usage = app.extensions[USAGE_EXTENSION]
     assert isinstance(usage, UsageAccumulator)
     return usage

@@ -16,7 +16,7 @@ from issuer.errors import format_time
 from issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
 from issuer.legacy.usage import usage_for
 from issuer.lifecycle import add_user
-from issuer.models import AuditEvent, LegacyKey, User, UserKind
+from issuer.models import AuditEvent, LegacyKey, LegacyKeyRefusal, User, UserKind
 
 CLEAR_KEY = "sk_live_4f1c2a9b7e3d"
 HASHED_KEY = "ak_legacy_77aa"
@@ -241,6 +241,9 @@ def test_report_lists_status_usage_sunset_and_migration(live_issuer, owners, run
         "tenant_status": "active",
         "last_used_at": None,
         "uses": 1,
+        "refused": 0,
+        "refusals": {},
+        "last_refused_at": None,
         "sunset_at": "2099-01-01T00:00:00Z",
         "migrated": True,
     }
@@ -254,6 +257,7 @@ def test_report_lists_status_usage_sunset_and_migration(live_issuer, owners, run
         "orphaned": 2,
         "past_sunset": 1,
         "migrated": 1,
+        "refused": 0,
     }
     text = runner.invoke(cli, ["legacy", "report"]).output
     assert "key_id" in text and alice_key in text
@@ -327,3 +331,57 @@ def test_sunset_needs_a_date_or_clear_and_a_valid_date(live_issuer, owners, runn
     bad = runner.invoke(cli, ["legacy", "sunset", key_id, "next tuesday"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
     assert runner.invoke(cli, ["legacy", "sunset", "lk_nope", "2099-01-01"]).exit_code == 1
+
+
+def test_report_counts_refused_attempts_per_key_and_reason(isolated_issuer, tmp_path):
+    # An issuer of its own: its usage accumulator's timer starts in this test, so no
+    # flush from an earlier test's timer can land between the checks below.
+    live_issuer = isolated_issuer()
+    live_issuer.create_client(user="alice")
+    live_issuer.create_client(user="bob")
+    runner = live_issuer.app.test_cli_runner()
+    retired_key = "sk_live_retired_5b0e3c9d1a7f4e2b8c6d"
+    revoked_key = "sk_live_revoked_0c4f7a1e9b3d5c8a2e6f"
+    bobs_key = "sk_live_bob_7e2a9c4f1b8d3e6a0c5b"
+    path = _csv(
+        tmp_path,
+        "api_key,owner,sunset_at",
+        f"{retired_key},alice,2020-01-01",
+        f"{revoked_key},alice,",
+        f"{bobs_key},bob,",
+    )
+    retired_id, revoked_id, bobs_id = (r["key_id"] for r in _run(runner, "import", path)[1]["rows"])
+    assert _run(runner, "revoke", revoked_id)[0].exit_code == 0
+    live_issuer.set_user_status("bob", "deactivated")
+
+    # A caller still hammering its retired key, and the others once or twice.
+    for _ in range(5):
+        assert _exchange(live_issuer, retired_key).status_code == 400
+    for _ in range(2):
+        assert _exchange(live_issuer, revoked_key).status_code == 400
+    assert _exchange(live_issuer, bobs_key).status_code == 400
+    assert _exchange(live_issuer, "sk_live_nobody_has_this_key_0000").status_code == 400
+
+    # Coalesced: counted in memory, nothing written per request.
+    usage = usage_for(live_issuer.app)
+    assert usage.pending_refusals() == {
+        (retired_id, "api_key_retired"): 5,
+        (revoked_id, "credential_revoked"): 2,
+        (bobs_id, "owner_deactivated"): 1,
+    }
+    assert _count(live_issuer, LegacyKeyRefusal) == 0
+    usage.flush()
+    assert _exchange(live_issuer, retired_key).status_code == 400
+    usage.flush()  # a second flush adds to the rows the first one wrote
+
+    result, report = _run(runner, "report")
+    assert result.exit_code == 0, result.output
+    by_id = {k["key_id"]: k for k in report["keys"]}
+    assert by_id[retired_id]["refusals"] == {"api_key_retired": 6}
+    assert (by_id[retired_id]["refused"], by_id[retired_id]["uses"]) == (6, 0)
+    assert by_id[retired_id]["last_refused_at"] is not None
+    assert by_id[revoked_id]["refusals"] == {"credential_revoked": 2}
+    assert by_id[bobs_id]["refusals"] == {"owner_deactivated": 1}
+    assert report["totals"]["refused"] == 9
+    text = runner.invoke(cli, ["legacy", "report"]).output
+    assert "api_key_retired=6" in text

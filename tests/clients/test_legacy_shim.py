@@ -166,7 +166,7 @@ def _unknown_key_refusals(issuer_url: str) -> float:
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "keyswap_token_failures_total"
+        if sample.name == "keyswap_refusals_total"
         and sample.labels.get("reason") == "unknown_api_key"
     )
 

@@ -135,7 +135,7 @@ def _failures(issuer_url: str, reason: str) -> float:
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "keyswap_token_failures_total" and sample.labels.get("reason") == reason
+        if sample.name == "keyswap_refusals_total" and sample.labels.get("reason") == reason
     )
 
 

@@ -67,7 +67,10 @@ def test_metrics_count_issuance_and_refusals_by_reason(live_issuer):
     live_issuer.token(creds)
     text = requests.get(f"{live_issuer.url}/metrics", timeout=10).text
     assert 'keyswap_tokens_issued_total{grant_type="client_credentials"}' in text
-    assert 'keyswap_token_failures_total{reason="owner_suspended"}' in text
+    assert (
+        'keyswap_refusals_total{endpoint="token",outcome="invalid_grant",reason="owner_suspended"}'
+        in text
+    )
     assert "keyswap_token_request_seconds_bucket" in text
 
 

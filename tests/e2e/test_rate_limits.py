@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from issuer.cli import cli
 
 
 def _token(issuer, auth):
@@ -101,3 +104,102 @@ def test_one_setting_may_hold_several_limits(isolated_issuer):
     creds = issuer.create_client()
     assert [issuer.token(creds).status_code for _ in range(3)] == [200] * 3
     _assert_limited(issuer.token(creds))
+
+
+def _from(address):
+    """Headers of a request relayed by the one trusted proxy for ``address``."""
+    return {"X-Forwarded-For": address}
+
+
+def test_someone_sending_a_clients_id_cannot_use_up_its_limit(isolated_issuer):
+    issuer = isolated_issuer(rate_limit_client="3/minute", trusted_proxies=1)
+    victim = issuer.create_client()
+    attacker = _from("203.0.113.66")
+    # Wrong secrets (401) and requests that name the victim and fail before authentication
+    # (400): none of them is the victim, so none counts against the victim's limit.
+    for _ in range(3):
+        assert _token(issuer, (victim.client_id, "guess")).status_code == 401
+        bad_grant = requests.post(
+            issuer.token_url,
+            data={"grant_type": "password", "client_id": victim.client_id},
+            headers=attacker,
+            timeout=10,
+        )
+        assert bad_grant.status_code == 400
+    # The attacker's own address is held back for that id ...
+    _assert_limited(
+        requests.post(
+            issuer.token_url,
+            data={"grant_type": "password", "client_id": victim.client_id},
+            headers=attacker,
+            timeout=10,
+        )
+    )
+    # ... while the victim, with its credential, from its address, gets its full allowance.
+    victim_address = _from("198.51.100.7")
+    for _ in range(3):
+        response = requests.post(
+            issuer.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(victim.client_id, victim.client_secret),
+            headers=victim_address,
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+    # Its own authenticated requests are what its limit counts.
+    _assert_limited(
+        requests.post(
+            issuer.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(victim.client_id, victim.client_secret),
+            headers=victim_address,
+            timeout=10,
+        )
+    )
+
+
+def _exchange(issuer, api_key, address):
+    return requests.post(
+        issuer.token_url,
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_type": "urn:keyswap:params:oauth:token-type:api-key",
+            "subject_token": api_key,
+        },
+        headers=_from(address),
+        timeout=10,
+    )
+
+
+def _budget_spent(issuer):
+    text = requests.get(f"{issuer.url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "keyswap_unknown_key_budget_spent_total"
+    )
+
+
+def test_unknown_api_keys_share_one_global_budget_across_addresses(
+    isolated_issuer, tmp_path, caplog
+):
+    issuer = isolated_issuer(rate_limit_unknown_keys="3/hour", trusted_proxies=1)
+    issuer.create_client(user="svc", tenant="acme")
+    keys = tmp_path / "keys.csv"
+    keys.write_text("api_key,owner\nsk_live_known_0123456789abcdef,svc\n")
+    runner = issuer.app.test_cli_runner()
+    assert runner.invoke(cli, ["legacy", "import", str(keys)]).exit_code == 0
+    known = "sk_live_known_0123456789abcdef"
+    assert _exchange(issuer, known, "198.51.100.1").status_code == 200
+    # Three guesses, each from another address: each under any per-address limit.
+    for n in range(3):
+        guess = _exchange(issuer, f"sk_guess_{n}", f"203.0.113.{n}")
+        assert guess.json()["error_description"] == "unknown API key"
+    assert _budget_spent(issuer) == 1
+    assert "global budget of unknown API keys is spent" in caplog.text
+    # The budget is spent: a fourth guess, from a fresh address, is not even looked up.
+    refused = _exchange(issuer, "sk_guess_3", "203.0.113.99")
+    _assert_limited(refused)
+    # A key exchanged lately still works, from anywhere.
+    assert _exchange(issuer, known, "198.51.100.2").status_code == 200

@@ -1,12 +1,15 @@
-"""PreparedRead refuses statements whose parameters would need SQLAlchemy's bind processing."""
+"""The engine hides SQL parameters; PreparedRead refuses parameters needing bind processing."""
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
+import logging
 
-from issuer.db import PreparedRead, _Plan
+import pytest
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from issuer.db import PreparedRead, _Plan, make_engine
 from issuer.legacy.keys import _BY_HASH, _BY_ID
 from issuer.models import RevokedToken
 from issuer.revocation import _IS_REVOKED
@@ -28,3 +31,17 @@ def test_a_parameter_whose_type_converts_is_refused(dialect):
     with pytest.raises(ValueError, match="cannot bind 'at'"):
         _Plan(statement, dialect)
     assert PreparedRead(statement).statement is statement  # compiled lazily, per dialect
+
+
+def test_sql_parameters_stay_out_of_errors_and_engine_logs(databases, caplog):
+    engine = make_engine(databases.create())
+    secret = "secret-hash-4f1c2a9b"
+    try:
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            with pytest.raises(DBAPIError) as failure, engine.connect() as connection:
+                connection.execute(text("INSERT INTO no_such_table VALUES (:h)"), {"h": secret})
+    finally:
+        engine.dispose()
+    assert "SQL parameters hidden" in str(failure.value)
+    assert secret not in str(failure.value)
+    assert secret not in caplog.text

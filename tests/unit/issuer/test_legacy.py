@@ -162,3 +162,20 @@ def test_usage_is_accumulated_in_memory_until_a_flush():
     finally:
         usage._pending.clear()
         usage.close()
+
+
+def test_refusals_are_accumulated_per_key_and_reason_until_a_flush():
+    usage = UsageAccumulator(_NoDatabase(), interval=3600)  # type: ignore[arg-type]
+    try:
+        for _ in range(500):
+            usage.record_refusal("lk_a", "api_key_retired", PAST)
+        usage.record_refusal("lk_a", "owner_deactivated", NOW)
+        expected = {("lk_a", "api_key_retired"): 500, ("lk_a", "owner_deactivated"): 1}
+        assert usage.pending_refusals() == expected
+        assert usage.pending() == {}
+        with pytest.raises(AssertionError):
+            usage.flush()
+        assert usage.pending_refusals() == expected
+    finally:
+        usage._refused.clear()
+        usage.close()
