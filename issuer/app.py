@@ -183,10 +183,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(NoSigningKey, _render_no_signing_key)
     app.register_error_handler(Exception, _render_unexpected)
 
+    from .admin import api as admin_api
+    from .admin import keys as _admin_keys  # noqa: F401  (its routes join the admin blueprint)
     from .views import oauth, ops, wellknown
 
     limit_blueprint(app, RateLimits(settings), oauth.bp.name)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(admin_api.bp)
     return app

@@ -11,34 +11,13 @@ from flask.cli import AppGroup
 from jwks import ALGORITHMS
 
 from ..app import current_keyswap
-from ..db import utcnow
-from ..keyring import is_published
-from ..models import SigningKey
+from ..representations import key_view
 from ..rotation import rotate_now
 from ..storage import list_signing_keys
 from .context import actor, session
 from .output import json_option
 
 group = AppGroup("keys", help="Manage token signing keys.")
-
-
-def key_view(row: SigningKey, max_token_ttl: int) -> dict[str, Any]:
-    """Return what commands print about a key (never private material)."""
-    now = utcnow()
-    published_until = (
-        row.retired_at + timedelta(seconds=max_token_ttl) if row.retired_at is not None else None
-    )
-    return {
-        "kid": row.kid,
-        "alg": row.alg,
-        "state": row.state,
-        "published": is_published(row, now, max_token_ttl),
-        "created_at": row.created_at,
-        "activates_at": row.activates_at,
-        "activated_at": row.activated_at,
-        "retired_at": row.retired_at,
-        "published_until": published_until,
-    }
 
 
 @group.command("rotate")
