@@ -185,6 +185,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from .admin import api as admin_api
     from .admin import keys as _admin_keys  # noqa: F401  (its routes join the admin blueprint)
+    from .scim import views as scim_views
     from .views import oauth, ops, wellknown
 
     limit_blueprint(app, RateLimits(settings), oauth.bp.name)
@@ -192,4 +193,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(scim_views.bp)
     return app
