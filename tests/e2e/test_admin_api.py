@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import requests
@@ -20,7 +21,7 @@ class Admin:
         self.base = f"{issuer.url}/admin/v1"
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def call(self, method: str, path: str, body: object = None, **kw) -> requests.Response:
+    def call(self, method: str, path: str, body: Any = None, **kw: Any) -> requests.Response:
         headers = {**self.headers, **kw.pop("headers", {})}
         return requests.request(
             method, self.base + path, json=body, headers=headers, timeout=10, **kw

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import pytest
 import requests
 from scim2_client.engines.httpx2 import SyncSCIMClient
-from scim2_models import Error, ListResponse, PatchOp, PatchOperation, SearchRequest, User
+from scim2_models import Error, ListResponse, PatchOp, SearchRequest, User
 
 from issuer.db import transaction
 from issuer.models import UserStatus
@@ -67,23 +68,31 @@ def test_provision_filter_patch_and_delete_with_a_scim_client(live_issuer, idp):
     assert ann.active is True and ann.id.startswith("usr_")
     assert ann.meta.created and ann.meta.last_modified
 
-    found = scim.query(User, search_request=SearchRequest(filter='userName eq "ANN@acme.test"'))
+    found = scim.query(
+        User, search_request=SearchRequest.model_validate({"filter": 'userName eq "ANN@acme.test"'})
+    )
     assert isinstance(found, ListResponse) and found.total_results == 1
-    assert found.resources[0].id == ann.id
-    found = scim.query(User, search_request=SearchRequest(filter='externalId eq "okta-2"'))
+    assert [u.id for u in found.resources or []] == [ann.id]
+    found = scim.query(
+        User, search_request=SearchRequest.model_validate({"filter": 'externalId eq "okta-2"'})
+    )
     assert [u.id for u in found.resources] == [bob.id]
     page = scim.query(User, search_request=SearchRequest(start_index=2, count=1))
     assert page.total_results == 2 and [u.id for u in page.resources] == [bob.id]
-    found = scim.query(User, search_request=SearchRequest(filter='displayName co "An"'))
+    found = scim.query(
+        User, search_request=SearchRequest.model_validate({"filter": 'displayName co "An"'})
+    )
     assert [u.id for u in found.resources] == [ann.id]
 
     # Okta: replace with no path, the value an object.
-    okta = PatchOp[User](operations=[PatchOperation(op="replace", value={"active": False})])
+    okta: Any = PatchOp[User].model_validate(  # type: ignore[type-arg]
+        {"Operations": [{"op": "replace", "value": {"active": False}}]}
+    )
     patched = scim.modify(User, ann.id, okta)
     assert patched is None or patched.active is False
     assert scim.query(User, ann.id).active is False
     # Entra ID: "Replace" with a path, the boolean as a string.
-    entra = {
+    entra: dict[str, Any] = {
         "schemas": [PATCH_OP],
         "Operations": [{"op": "Replace", "path": "active", "value": "True"}],
     }
