@@ -69,18 +69,21 @@ def test_provision_filter_patch_and_delete_with_a_scim_client(live_issuer, idp):
     assert ann.meta.created and ann.meta.last_modified
 
     found = scim.query(
-        User, search_request=SearchRequest.model_validate({"filter": 'userName eq "ANN@acme.test"'})
+        User,
+        query_parameters=SearchRequest(filter='userName eq "ANN@acme.test"'),  # type: ignore[arg-type]
     )
     assert isinstance(found, ListResponse) and found.total_results == 1
     assert [u.id for u in found.resources or []] == [ann.id]
     found = scim.query(
-        User, search_request=SearchRequest.model_validate({"filter": 'externalId eq "okta-2"'})
+        User,
+        query_parameters=SearchRequest(filter='externalId eq "okta-2"'),  # type: ignore[arg-type]
     )
     assert [u.id for u in found.resources] == [bob.id]
-    page = scim.query(User, search_request=SearchRequest(start_index=2, count=1))
+    page = scim.query(User, query_parameters=SearchRequest(start_index=2, count=1))
     assert page.total_results == 2 and [u.id for u in page.resources] == [bob.id]
     found = scim.query(
-        User, search_request=SearchRequest.model_validate({"filter": 'displayName co "An"'})
+        User,
+        query_parameters=SearchRequest(filter='displayName co "An"'),  # type: ignore[arg-type]
     )
     assert [u.id for u in found.resources] == [ann.id]
 
