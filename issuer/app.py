@@ -221,10 +221,15 @@ def create_app(
     app.register_error_handler(NoSigningKey, _render_no_signing_key)
     app.register_error_handler(Exception, _render_unexpected)
 
+    from .admin import api as admin_api
+    from .admin import keys as _admin_keys  # noqa: F401  (its routes join the admin blueprint)
+    from .scim import views as scim_views
     from .views import oauth, ops, wellknown
 
     limit_blueprint(app, limits, oauth.bp.name)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(scim_views.bp)
     return app

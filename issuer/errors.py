@@ -13,6 +13,11 @@ logged and never sent, a ``reason`` that labels metrics and log lines, and heade
     │   ├── UnsupportedGrantType    400 unsupported_grant_type
     │   ├── InvalidScope            400 invalid_scope
     │   ├── InvalidTarget           400 invalid_target (RFC 8707)
+    │   ├── InvalidToken            401 invalid_token (RFC 6750, admin API, with WWW-Authenticate)
+    │   ├── InsufficientScope       403 insufficient_scope (RFC 6750, admin API)
+    │   ├── ResourceNotFound        404 not_found (admin API)
+    │   ├── ResourceConflict        409 conflict (admin API: a duplicate, or a final state)
+    │   ├── UnprocessableValue      422 invalid_value (admin API: a well-formed but bad value)
     │   ├── RateLimited             429 temporarily_unavailable (with Retry-After)
     │   └── TemporarilyUnavailable  503 temporarily_unavailable (with Retry-After)
     └── ServerError                 500 server_error (the catch-all; never a stack trace)
@@ -43,6 +48,7 @@ ONE_RESOURCE_ONLY = "at most one resource may be requested"
 RATE_LIMITED = "the caller is rate limited; retry after {seconds} seconds"
 UNAVAILABLE = "the service is temporarily unavailable; retry later"
 SERVER_ERROR = "the server failed to handle the request"
+BEARER_REQUIRED = "a bearer access token from this issuer is required"
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -157,6 +163,51 @@ class InvalidTarget(OAuthError):
 
     error = "invalid_target"
     reason = "resource_not_allowed"
+
+
+class InvalidToken(OAuthError):
+    """The admin API's bearer token is missing, not one of ours, or no longer active."""
+
+    error = "invalid_token"
+    status = 401
+    reason = "invalid_token"
+
+    def __init__(self, description: str = BEARER_REQUIRED, **kwargs: object) -> None:
+        super().__init__(description, **kwargs)  # type: ignore[arg-type]
+        # RFC 6750 §3: a 401 names the Bearer scheme and the error.
+        self.headers.setdefault("WWW-Authenticate", f'Bearer realm="keyswap", error="{self.error}"')
+
+
+class InsufficientScope(OAuthError):
+    """The bearer token is live but lacks the scope the request needs (RFC 6750 §3.1)."""
+
+    error = "insufficient_scope"
+    status = 403
+    reason = "insufficient_scope"
+
+
+class ResourceNotFound(OAuthError):
+    """The named object does not exist, or lies in a tenant the caller may not see."""
+
+    error = "not_found"
+    status = 404
+    reason = "not_found"
+
+
+class ResourceConflict(OAuthError):
+    """The object already exists, or its state does not allow the change."""
+
+    error = "conflict"
+    status = 409
+    reason = "conflict"
+
+
+class UnprocessableValue(OAuthError):
+    """A well-formed request carries a value keyswap refuses; the description says which."""
+
+    error = "invalid_value"
+    status = 422
+    reason = "invalid_value"
 
 
 class RateLimited(OAuthError):

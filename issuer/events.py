@@ -28,12 +28,16 @@ TENANT_ACTIVATED = "tenant.activated"
 USER_CREATED = "user.created"
 CLIENT_CREATED = "client.created"
 CLIENT_DISABLED = "client.disabled"
+CLIENT_ENABLED = "client.enabled"
 SECRET_ROTATED = "client.secret_rotated"
 KEY_CREATED = "key.created"
 KEY_PUBLISHED = "key.published"
 KEY_ROTATED = "key.rotated"
 KEY_REVOKED = "key.revoked"
 KEY_EXPEDITED = "key.expedited"
+SCIM_CREDENTIAL_CREATED = "scim_credential.created"
+SCIM_CREDENTIAL_ROTATED = "scim_credential.rotated"
+SCIM_CREDENTIAL_REVOKED = "scim_credential.revoked"
 
 issuance_log = logging.getLogger("keyswap.issuance")
 

@@ -24,6 +24,7 @@ from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, Us
 from .revocation import revoke_jti
 from .storage import (
     Conflict,
+    NotFound,
     add_client,
     add_secret,
     create_tenant,
@@ -260,6 +261,51 @@ def disable_client(
             session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason
         )
     return client
+
+
+def enable_client(
+    session: Session, client_id: str, *, actor: str, reason: str | None = None
+) -> Client:
+    """Enable a disabled client again; tokens revoked by the disabling stay revoked."""
+    client = get_client(session, client_id)
+    if not client.enabled:
+        client.enabled = True
+        client.disabled_at = None
+        events.record(
+            session, events.CLIENT_ENABLED, f"client:{client_id}", actor=actor, reason=reason
+        )
+    return client
+
+
+ADMIN_SCOPE = "keyswap:admin"
+ADMIN_ACCOUNT = "keyswap-admin"
+
+
+def bootstrap_admin(
+    session: Session, hasher: SecretHasher, *, max_token_ttl: int, actor: str
+) -> NewClient:
+    """Create the first admin: a service account and its client with scope keyswap:admin.
+
+    Refused once done: further admins are made through the admin API or ``clients create``.
+    """
+    try:
+        get_user(session, ADMIN_ACCOUNT)
+    except NotFound:
+        pass
+    else:
+        raise Conflict(
+            f"already bootstrapped: the service account {ADMIN_ACCOUNT!r} exists; "
+            "create further admin clients with `keyswap clients create`"
+        )
+    add_user(session, ADMIN_ACCOUNT, kind=UserKind.SERVICE_ACCOUNT, actor=actor)
+    return register_client(
+        session,
+        hasher,
+        owner=ADMIN_ACCOUNT,
+        scope=ADMIN_SCOPE,
+        max_token_ttl=max_token_ttl,
+        actor=actor,
+    )
 
 
 def revoke_user_tokens(

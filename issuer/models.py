@@ -273,3 +273,34 @@ class LegacyKeyRefusal(Base):
     reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     last_refused_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScimCredential(Base):
+    """A fixed bearer token an identity provider sends to ``/scim/v2``, for one tenant.
+
+    Only its keyed hash is stored (see ``hashing``); it is found by that hash, like a
+    legacy key. Rotation replaces the hash, so the old token stops at once.
+    """
+
+    __tablename__ = "scim_credentials"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class ScimProfile(Base):
+    """What an identity provider says about a user beyond keyswap's own columns (RFC 7643 §4.1)."""
+
+    __tablename__ = "scim_profiles"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -155,6 +155,14 @@ def create_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def list_tenants(session: Session, name: str | None = None) -> Sequence[Tenant]:
+    """Return every tenant (or only the one called ``name``), by name."""
+    query = select(Tenant).order_by(Tenant.name)
+    if name is not None:
+        query = query.where(Tenant.name == name)
+    return session.scalars(query).all()
+
+
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
     """Return the tenant called ``name``, creating it active if it does not exist."""
     tenant = session.scalar(select(Tenant).where(Tenant.name == name))
@@ -178,6 +186,14 @@ def get_user(session: Session, name: str) -> User:
     return user
 
 
+def list_users(session: Session, tenant: str | None = None) -> Sequence[User]:
+    """Return every user and service account (or only ``tenant``'s), oldest first."""
+    query = select(User).order_by(User.created_at, User.id)
+    if tenant is not None:
+        query = query.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.name == tenant)
+    return session.scalars(query).all()
+
+
 def create_user(session: Session, name: str, tenant: Tenant, kind: UserKind) -> User:
     """Create an active user or service account; Conflict if the name is taken."""
     if session.scalar(select(User.id).where(User.name == name)) is not None:
@@ -199,9 +215,16 @@ def get_client(session: Session, client_id: str) -> Client:
     return client
 
 
-def list_clients(session: Session) -> Sequence[Client]:
-    """Return every client, oldest first."""
-    return session.scalars(select(Client).order_by(Client.created_at, Client.id)).all()
+def list_clients(session: Session, tenant: str | None = None) -> Sequence[Client]:
+    """Return every client (or only those owned in ``tenant``), oldest first."""
+    query = select(Client).order_by(Client.created_at, Client.id)
+    if tenant is not None:
+        query = (
+            query.join(User, User.id == Client.owner_id)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(Tenant.name == tenant)
+        )
+    return session.scalars(query).all()
 
 
 def requestable_scopes(session: Session | Connection) -> list[str]:
@@ -273,4 +296,29 @@ def list_audit_events(
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
+    return session.scalars(query).all()
+
+
+def find_audit_events(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    subject: str | None = None,
+    action: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> Sequence[AuditEvent]:
+    """Return one page of audit events, newest first, filtered; ``before_id`` pages on."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    if subject is not None:
+        query = query.where(AuditEvent.subject == subject)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if before_id is not None:
+        query = query.where(AuditEvent.id < before_id)
     return session.scalars(query).all()

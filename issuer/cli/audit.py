@@ -8,6 +8,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
+from ..representations import audit_event_view
 from ..storage import list_audit_events
 from .context import session
 from .output import json_option
@@ -26,14 +27,4 @@ def audit(since: datetime | None, limit: int) -> list[dict[str, Any]]:
     """Show who did what to whom, when, and why."""
     cutoff = since.replace(tzinfo=UTC) if since is not None else None
     with session() as s:
-        return [
-            {
-                "at": event.at,
-                "actor": event.actor,
-                "action": event.action,
-                "subject": event.subject,
-                "reason": event.reason,
-                "details": event.details,
-            }
-            for event in list_audit_events(s, cutoff, limit)
-        ]
+        return [audit_event_view(event) for event in list_audit_events(s, cutoff, limit)]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 import click
 from flask.cli import AppGroup
 
 from ..app import current_keyswap
-from ..db import utcnow
 from ..lifecycle import InvalidValue, disable_client, register_client, rotate_secret
-from ..models import AuthMethod, Client
+from ..models import AuthMethod
+from ..representations import client_view
 from ..storage import list_clients
 from .context import actor, session
 from .output import json_option
@@ -20,42 +19,6 @@ from .output import json_option
 group = AppGroup("clients", help="Manage OAuth clients.")
 
 AUTH_METHODS = [m.value for m in AuthMethod]
-
-
-EXPIRING_SOON = timedelta(days=7)
-
-
-def _secret_expiry(client: Client) -> datetime | None:
-    now = utcnow()
-    live = [
-        s.expires_at
-        for s in client.secrets
-        if s.revoked_at is None and (s.expires_at is None or s.expires_at > now)
-    ]
-    if not live or None in live:
-        return None
-    return max(t for t in live if t is not None)
-
-
-def client_view(client: Client) -> dict[str, Any]:
-    """Return what commands print about a client (never a secret)."""
-    expiry = _secret_expiry(client)
-    return {
-        "client_id": client.id,
-        "owner": client.owner.name,
-        "tenant": client.owner.tenant.name,
-        "scopes": client.scope_list,
-        "audiences": list(client.audiences),
-        "token_ttl": client.token_ttl,
-        "auth_method": client.auth_method,
-        "jwks_uri": client.jwks_uri,
-        "enabled": client.enabled,
-        "can_introspect": client.can_introspect,
-        "introspect_any_tenant": client.introspect_any_tenant,
-        "secrets_expire_at": expiry,
-        "expiring_soon": expiry is not None and expiry - utcnow() < EXPIRING_SOON,
-        "created_at": client.created_at,
-    }
 
 
 @group.command("create")

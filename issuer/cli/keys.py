@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import click
@@ -11,35 +10,13 @@ from flask.cli import AppGroup
 from jwks import ALGORITHMS
 
 from ..app import current_keyswap
-from ..keyring import is_published
-from ..models import KeyState, SigningKey
+from ..representations import key_view
 from ..rotation import revoke_key, rotate_now
 from ..storage import list_signing_keys
 from .context import actor, session
 from .output import json_option
 
 group = AppGroup("keys", help="Manage token signing keys.")
-
-
-def key_view(row: SigningKey, max_token_ttl: int) -> dict[str, Any]:
-    """Return what commands print about a key (never private material)."""
-    now = current_keyswap().clock()
-    published_until = (
-        row.retired_at + timedelta(seconds=max_token_ttl)
-        if row.retired_at is not None and row.state is not KeyState.REVOKED
-        else None
-    )
-    return {
-        "kid": row.kid,
-        "alg": row.alg,
-        "state": row.state,
-        "published": is_published(row, now, max_token_ttl),
-        "created_at": row.created_at,
-        "activates_at": row.activates_at,
-        "activated_at": row.activated_at,
-        "retired_at": row.retired_at,
-        "published_until": published_until,
-    }
 
 
 @group.command("rotate")
@@ -69,7 +46,7 @@ def keys_rotate(alg: str | None, immediate: bool) -> dict[str, Any]:
             actor=actor(),
             now=keyswap.clock(),
         )
-        return key_view(row, settings.max_token_ttl)
+        return key_view(row, settings.max_token_ttl, current_keyswap().clock())
 
 
 # A kid is a base64url thumbprint and may start with "-": take it as the argument, not as
@@ -90,7 +67,7 @@ def keys_revoke(kid: str, reason: str | None) -> dict[str, Any]:
         row = revoke_key(
             s, kid, settings.rotation_schedule, actor=actor(), reason=reason, now=keyswap.clock()
         )
-        return key_view(row, settings.max_token_ttl)
+        return key_view(row, settings.max_token_ttl, current_keyswap().clock())
 
 
 @group.command("list")
@@ -99,4 +76,4 @@ def keys_list() -> list[dict[str, Any]]:
     """List signing keys, newest first, with their states and dates."""
     max_ttl = current_keyswap().settings.max_token_ttl
     with session() as s:
-        return [key_view(row, max_ttl) for row in list_signing_keys(s)]
+        return [key_view(row, max_ttl, current_keyswap().clock()) for row in list_signing_keys(s)]

@@ -9,30 +9,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from enum import Enum
 from typing import Any, TypeVar
 
 import click
 
 from ..lifecycle import InvalidValue
+from ..representations import plain
 from ..storage import Conflict, NotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DOMAIN_ERRORS = (NotFound, Conflict, InvalidValue)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _text(value: Any) -> str:
@@ -47,7 +34,7 @@ def _text(value: Any) -> str:
 
 def render(result: Any, as_json: bool) -> str:
     """Return the printed form of a command's result."""
-    result = _plain(result)
+    result = plain(result)
     if as_json:
         return json.dumps(result, indent=2)
     if isinstance(result, Mapping):

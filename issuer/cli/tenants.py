@@ -8,16 +8,12 @@ import click
 from flask.cli import AppGroup
 
 from ..lifecycle import add_tenant, set_tenant_status
-from ..models import Tenant, TenantStatus
+from ..models import TenantStatus
+from ..representations import tenant_view
 from .context import actor, session
 from .output import json_option
 
 group = AppGroup("tenants", help="Manage tenants.")
-
-
-def tenant_view(tenant: Tenant) -> dict[str, Any]:
-    """Return what commands print about a tenant."""
-    return {"name": tenant.name, "status": tenant.status, "changed_at": tenant.status_changed_at}
 
 
 @group.command("create")

@@ -8,23 +8,12 @@ import click
 from flask.cli import AppGroup
 
 from ..lifecycle import DEFAULT_TENANT, add_user, set_user_status
-from ..models import User, UserKind, UserStatus
+from ..models import UserKind, UserStatus
+from ..representations import user_view
 from .context import actor, session
 from .output import json_option
 
 group = AppGroup("users", help="Manage users and service accounts.")
-
-
-def user_view(user: User) -> dict[str, Any]:
-    """Return what commands print about a user."""
-    return {
-        "name": user.name,
-        "id": user.id,
-        "tenant": user.tenant.name,
-        "kind": user.kind,
-        "status": user.status,
-        "changed_at": user.status_changed_at,
-    }
 
 
 @group.command("create")
