@@ -152,6 +152,11 @@ def create_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def list_tenants(session: Session) -> Sequence[Tenant]:
+    """Return every tenant, by name."""
+    return session.scalars(select(Tenant).order_by(Tenant.name)).all()
+
+
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
     """Return the tenant called ``name``, creating it active if it does not exist."""
     tenant = session.scalar(select(Tenant).where(Tenant.name == name))
@@ -173,6 +178,14 @@ def get_user(session: Session, name: str) -> User:
     if user is None:
         raise NotFound(f"no user named {name!r}")
     return user
+
+
+def list_users(session: Session, tenant: str | None = None) -> Sequence[User]:
+    """Return every user and service account (tombstones included), by name."""
+    query = select(User).order_by(User.name)
+    if tenant is not None:
+        query = query.join(User.tenant).where(Tenant.name == tenant)
+    return session.scalars(query).all()
 
 
 def create_user(session: Session, name: str, tenant: Tenant, kind: UserKind) -> User:

@@ -1,4 +1,4 @@
-"""``keyswap clients``: register clients, list them, disable them."""
+"""``keyswap clients``: register clients, list them, disable and enable them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from flask.cli import AppGroup
 
 from ..app import current_keyswap
 from ..db import utcnow
-from ..lifecycle import InvalidValue, disable_client, register_client, rotate_secret
+from ..lifecycle import (
+    InvalidValue,
+    disable_client,
+    enable_client,
+    register_client,
+    rotate_secret,
+)
 from ..models import AuthMethod, Client
 from ..storage import list_clients
 from .context import actor, session
@@ -136,6 +142,16 @@ def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
     """Disable CLIENT_ID: its credentials are refused from now on."""
     with session() as s:
         return client_view(disable_client(s, client_id, actor=actor(), reason=reason))
+
+
+@group.command("enable")
+@click.argument("client_id")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def clients_enable(client_id: str, reason: str | None) -> dict[str, Any]:
+    """Enable CLIENT_ID again: new tokens only; tokens from before stay revoked."""
+    with session() as s:
+        return client_view(enable_client(s, client_id, actor=actor(), reason=reason))
 
 
 @group.command("rotate-secret")

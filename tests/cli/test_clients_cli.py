@@ -1,4 +1,4 @@
-"""``keyswap clients create | list | rotate-secret | disable`` through the CLI runner."""
+"""``keyswap clients create | list | rotate-secret | disable | enable`` through the CLI runner."""
 
 from __future__ import annotations
 
@@ -281,3 +281,35 @@ def test_disable_refuses_the_client_over_http(live_issuer, runner, owner):
 
 def test_disable_unknown_client_is_a_domain_error(runner):
     assert refused(runner, "clients", "disable", "ks_nope") == "no client 'ks_nope'"
+
+
+def test_enable_lets_a_disabled_client_get_tokens_but_old_ones_stay_revoked(live_issuer, runner):
+    rs = live_issuer.create_client(user="orders-api", can_introspect=True)
+    created = live_issuer.create_client(user="billing-svc")
+    client_id, secret = created.client_id, created.client_secret
+    old = _token(live_issuer, client_id, secret).json()["access_token"]
+    ok(runner, "clients", "disable", client_id)
+    assert _token(live_issuer, client_id, secret).status_code == 401
+
+    enabled = ok(runner, "clients", "enable", client_id, "--reason", "key rotated")
+    assert enabled["enabled"] is True
+    assert "client_secret" not in enabled
+    assert _token(live_issuer, client_id, secret).status_code == 200
+    # Lifting the block does not revive the tokens it revoked.
+    answer = requests.post(
+        live_issuer.url + "/oauth/introspect",
+        data={"token": old},
+        auth=(rs.client_id, rs.client_secret),
+        timeout=10,
+    ).json()
+    assert answer == {"active": False}
+    audit = ok(runner, "audit")
+    assert any(
+        e["action"] == "client.enabled" and e["subject"] == f"client:{client_id}" for e in audit
+    )
+    # Enabling an enabled client is a no-op, not an error.
+    assert ok(runner, "clients", "enable", client_id)["enabled"] is True
+
+
+def test_enable_unknown_client_is_a_domain_error(runner):
+    assert refused(runner, "clients", "enable", "ks_nope") == "no client 'ks_nope'"
