@@ -72,15 +72,19 @@ def listen_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Raise StartupError if ``host:port`` is taken: a server already listens there.
+def reserve_port(host: str, port: int) -> socket.socket | None:
+    """Check that ``host:port`` is free and hold it for this server; StartupError if taken.
 
-    granian's workers bind with SO_REUSEPORT, so a second server on a taken port would start
-    and the kernel would split connections between two unrelated servers. This probe binds
-    without SO_REUSEPORT, which the kernel refuses while any socket listens on the port.
+    granian's workers each bind with SO_REUSEPORT, so without this a second server on a
+    taken port would start, and the kernel would split connections between two unrelated
+    servers. A probe bound without SO_REUSEPORT is refused while any socket listens on the
+    port. Then a guard socket, bound with SO_REUSEPORT alone and never listening, holds the
+    port until the server stops: the kernel refuses every later probe (another keyswap's,
+    while this one migrates or respawns workers), lets this server's workers bind beside
+    it, and sends it no connections. Close the returned socket when the server stops.
     """
     if port == 0:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -98,6 +102,16 @@ def check_port_free(host: str, port: int) -> None:
                     "is listening there; stop it or choose another --port)"
                 ) from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    guard = socket.socket(family, kind, proto)
+    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        guard.bind(address)
+    except OSError:
+        # Connections in TIME_WAIT from a server without SO_REUSEPORT refuse the guard
+        # (not the probe) for a minute; the probe's check must then do on its own.
+        guard.close()
+        return None
+    return guard
 
 
 def _configure_logging() -> None:
@@ -156,7 +170,7 @@ def run(
     from granian.log import LogLevels
     from granian.server import Server
 
-    check_port_free(host, port)
+    guard = reserve_port(host, port)
     _configure_logging()
     metrics_dir = tempfile.mkdtemp(prefix="keyswap-metrics-")
     # Must be set before prometheus_client is first imported (create_app imports it);
@@ -169,8 +183,6 @@ def run(
             setup(app)
         # Nothing opened here may be shared with the workers.
         app.extensions["keyswap"].engine.dispose()
-        # Again: the port may have been taken while the database was migrated.
-        check_port_free(host, port)
         server = Server(
             "issuer.serving:worker_app",
             factory=True,
@@ -193,3 +205,5 @@ def run(
         server.serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if guard is not None:
+            guard.close()

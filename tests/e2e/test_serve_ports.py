@@ -125,3 +125,26 @@ def test_serve_on_a_port_another_program_holds_fails(tmp_path):
         )
     assert result.returncode == 1
     assert "address already in use" in result.stderr
+
+
+def test_a_port_held_by_a_starting_server_is_refused_to_another(tmp_path):
+    # While a server migrates and spawns its workers it holds the port (a bound, never
+    # listening SO_REUSEPORT socket): a second server starting then is refused too.
+    from issuer.serving import reserve_port
+
+    port = _free_port()
+    guard = reserve_port("127.0.0.1", port)
+    assert guard is not None
+    try:
+        result = _run_to_exit(
+            _keyswap("serve", "--port", str(port), "--workers", "1"), _env(tmp_path / "data", port)
+        )
+        assert result.returncode == 1
+        assert "address already in use" in result.stderr
+        # The holder's own workers (granian binds each with SO_REUSEPORT) still can.
+        with socket.socket() as worker:
+            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            worker.bind(("127.0.0.1", port))
+            worker.listen()
+    finally:
+        guard.close()
