@@ -1,6 +1,6 @@
 """Drive load with wrk through the shared harness, and read process CPU and memory from /proc.
 
-The harness is ``run_load.py`` in the anchors directory (``/work/shared/bench`` unless
+The harness is ``run_load.py`` in the anchors directory (``bench/anchors`` unless
 ``--anchors`` or ``KEYSWAP_BENCH_ANCHORS`` says otherwise). It writes the wrk Lua script for
 one request, bounds every run in time and in requests, checks each response body, and
 measures the server process tree's CPU. This module loads it once and adds what keyswap's
@@ -27,7 +27,8 @@ from typing import Any
 
 #: Environment variable naming the anchors directory (the reference servers and harness).
 ANCHORS_ENV = "KEYSWAP_BENCH_ANCHORS"
-DEFAULT_ANCHORS = Path("/work/shared/bench")
+#: Shipped in the repository, so a fresh clone can run the suite (``anchors.sh setup`` once).
+DEFAULT_ANCHORS = Path(__file__).resolve().parent / "anchors"
 #: RFC 8693 token exchange of a legacy key (CONTRACT "Token endpoint grants").
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TOKEN_TYPE = "urn:keyswap:params:oauth:token-type:api-key"

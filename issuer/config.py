@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -25,6 +26,9 @@ DEFAULT_MAX_TOKEN_TTL = 3600
 KEK_FILE_NAME = "kek"
 #: Seconds allowed for clocks of the processes sharing one database to disagree.
 KEY_CLOCK_SKEW = 1.0
+#: The data directory holds the database (secret hashes, sealed keys, the audit log) and the
+#: KEK: only its owner may enter it.
+DATA_DIR_MODE = 0o700
 
 
 class ConfigError(ValueError):
@@ -192,7 +196,7 @@ class Settings:
         data_dir = Path(env.get("KEYSWAP_DATA_DIR") or "./.keyswap").expanduser()
         database_url = env.get("KEYSWAP_DATABASE_URL") or ""
         if not database_url:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            make_data_dir(data_dir)
             database_url = f"sqlite:///{data_dir.resolve() / 'keyswap.db'}"
         kek, generated = _load_kek(env, data_dir)
         return cls(
@@ -217,6 +221,27 @@ class Settings:
         )
 
 
+def make_data_dir(data_dir: Path) -> None:
+    """Create the data directory, owner-only (0700), if it does not exist yet.
+
+    An existing directory keeps its mode: changing an operator's choice silently is worse
+    than the warning the KEK file check gives.
+    """
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+
+
+def _warn_if_exposed(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "the key-encryption key file %s is accessible by group or others (mode %04o); "
+            "anyone who reads it can unseal the signing keys: chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
+
+
 def _load_kek(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, Path | None]:
     """Return the KEK, and the file it was generated into if this call generated it."""
     raw = env.get("KEYSWAP_KEY_ENCRYPTION_KEY")
@@ -227,11 +252,12 @@ def _load_kek(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, Path | Non
             raise ConfigError(f"KEYSWAP_KEY_ENCRYPTION_KEY: {exc}") from None
     path = data_dir / KEK_FILE_NAME
     if path.exists():
+        _warn_if_exposed(path)
         try:
             return decode_kek(path.read_text()), None
         except InvalidKeyEncryptionKey as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(data_dir)
     text = generate_kek()
     # O_EXCL: two processes starting together must not each write a different key.
     try:

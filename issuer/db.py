@@ -5,13 +5,14 @@ The schema itself is created only by the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Select, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -70,6 +71,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_private_file(database: str | None) -> None:
+    # SQLite creates a missing file 0644 (less the umask), and its -wal and -shm files with
+    # the database file's mode; the file holds secret hashes, sealed keys and the audit log,
+    # so create it empty, owner-only, first (an empty file is a valid SQLite database).
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass  # it exists, or SQLite will report why it cannot be opened
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url``: pooled, with SQLite tuned for workers.
 
@@ -84,6 +97,7 @@ def make_engine(url: str) -> Engine:
         # psycopg 3 is the driver we ship; the bare scheme would pick psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
+        _create_private_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

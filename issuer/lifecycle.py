@@ -266,9 +266,11 @@ def disable_client(
 def enable_client(
     session: Session, client_id: str, *, actor: str, reason: str | None = None
 ) -> Client:
-    """Enable a disabled client again; tokens revoked by the disabling stay revoked."""
+    """Enable a disabled client again: new tokens only; those issued before stay revoked."""
     client = get_client(session, client_id)
     if not client.enabled:
+        # tokens_revoked_before is left as disabling set it: lifting a block never revives
+        # the tokens it revoked (the same rule as a reactivated user or tenant).
         client.enabled = True
         client.disabled_at = None
         events.record(

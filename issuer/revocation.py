@@ -12,11 +12,25 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, Insert, bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .db import PreparedRead
 from .models import RevokedToken
+
+
+def _insert_ignoring_duplicates(session: Session) -> Insert:
+    # RFC 7009 §2.2: revoking an already revoked token succeeds. Two requests (two server
+    # processes) revoking one token at once both passed a "not yet there" check and the
+    # second insert hit the primary key; INSERT ... ON CONFLICT DO NOTHING lets the
+    # database settle it, so neither request fails.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(RevokedToken).on_conflict_do_nothing(index_elements=["jti"])
+    if dialect == "sqlite":
+        return sqlite.insert(RevokedToken).on_conflict_do_nothing(index_elements=["jti"])
+    raise NotImplementedError(f"no idempotent insert for {dialect}")
 
 
 def revoke_jti(
@@ -24,11 +38,12 @@ def revoke_jti(
 ) -> bool:
     """Add ``jti`` to the denylist until ``expires_at``; False if it was already there."""
     prune_revoked(session, now)
-    if session.get(RevokedToken, jti) is not None:
-        return False
-    session.add(RevokedToken(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=now))
-    session.flush()
-    return True
+    inserted = session.execute(
+        _insert_ignoring_duplicates(session)
+        .values(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=now)
+        .returning(RevokedToken.jti)  # no row back: it was already there
+    ).first()
+    return inserted is not None
 
 
 def revoke_claims(session: Session, claims: Mapping[str, Any], now: datetime) -> bool:

@@ -13,9 +13,11 @@ a TCP connection per token) and 1,470/s, p99 68 ms, 1,120 us under gthread (2 x 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -63,6 +65,53 @@ def prepare(app: Flask) -> None:
             f"{exc}. Set KEYSWAP_KEY_ENCRYPTION_KEY (or {keyswap.settings.data_dir}/kek) to the "
             "key this database was created with."
         ) from None
+
+
+def listen_url(host: str, port: int) -> str:
+    """Return the base URL of a server listening on ``host:port``."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def reserve_port(host: str, port: int) -> socket.socket | None:
+    """Check that ``host:port`` is free and hold it for this server; StartupError if taken.
+
+    granian's workers each bind with SO_REUSEPORT, so without this a second server on a
+    taken port would start, and the kernel would split connections between two unrelated
+    servers. A probe bound without SO_REUSEPORT is refused while any socket listens on the
+    port. Then a guard socket, bound with SO_REUSEPORT alone and never listening, holds the
+    port until the server stops: the kernel refuses every later probe (another keyswap's,
+    while this one migrates or respawns workers), lets this server's workers bind beside
+    it, and sends it no connections. Close the returned socket when the server stops.
+    """
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As every server does: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"cannot listen on {host}:{port}: address already in use (another server "
+                    "is listening there; stop it or choose another --port)"
+                ) from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    guard = socket.socket(family, kind, proto)
+    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        guard.bind(address)
+    except OSError:
+        # Connections in TIME_WAIT from a server without SO_REUSEPORT refuse the guard
+        # (not the probe) for a minute; the probe's check must then do on its own.
+        guard.close()
+        return None
+    return guard
 
 
 def _configure_logging() -> None:
@@ -113,15 +162,19 @@ def run(
     workers: int,
     threads: int,
     setup: Callable[[Flask], None] | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Prepare the database and keys, run ``setup``, then serve on ``host:port`` until stopped.
 
     ``settings`` must be what ``Settings.from_env()`` gives: the workers read it again.
+    A port already in use stops start-up (StartupError) before anything is changed;
+    ``on_listening`` gets the server's URL once granian has bound the port.
     """
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server import Server
 
+    guard = reserve_port(host, port)
     _configure_logging()
     metrics_dir = tempfile.mkdtemp(prefix="keyswap-metrics-")
     # Must be set before prometheus_client is first imported (create_app imports it);
@@ -134,7 +187,7 @@ def run(
             setup(app)
         # Nothing opened here may be shared with the workers.
         app.extensions["keyswap"].engine.dispose()
-        Server(
+        server = Server(
             "issuer.serving:worker_app",
             factory=True,
             interface=Interfaces.WSGI,
@@ -149,6 +202,12 @@ def run(
             # A worker that ignores the stop signal is killed rather than waited on forever
             # (seen once under load in testing).
             workers_kill_timeout=10,
-        ).serve()
+        )
+        if on_listening is not None:
+            url = listen_url(host, port)
+            server.on_startup(lambda: on_listening(url))
+        server.serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if guard is not None:
+            guard.close()

@@ -187,10 +187,10 @@ def get_user(session: Session, name: str) -> User:
 
 
 def list_users(session: Session, tenant: str | None = None) -> Sequence[User]:
-    """Return every user and service account (or only ``tenant``'s), oldest first."""
-    query = select(User).order_by(User.created_at, User.id)
+    """Return every user and service account (tombstones included), by name."""
+    query = select(User).order_by(User.name)
     if tenant is not None:
-        query = query.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.name == tenant)
+        query = query.join(User.tenant).where(Tenant.name == tenant)
     return session.scalars(query).all()
 
 

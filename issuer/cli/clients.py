@@ -1,15 +1,26 @@
-"""``keyswap clients``: register clients, list them, disable them."""
+"""``keyswap clients``: register clients, list them, disable and enable them."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, TextIO
 
 import click
+from cryptography.hazmat.primitives import serialization
 from flask.cli import AppGroup
 
+from jwks import ALGORITHMS, generate_key
+
 from ..app import current_keyswap
-from ..lifecycle import InvalidValue, disable_client, register_client, rotate_secret
+from ..lifecycle import (
+    InvalidValue,
+    disable_client,
+    enable_client,
+    register_client,
+    rotate_secret,
+)
 from ..models import AuthMethod
 from ..representations import client_view
 from ..storage import list_clients
@@ -92,6 +103,60 @@ def clients_create(
         }
 
 
+def _write_new_file(path: Path, text: str, mode: int) -> None:
+    # O_EXCL: never overwrite a key a client may already use; the mode is set at creation,
+    # so the private key is never readable by others, not even for an instant.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise InvalidValue(f"{path} already exists; choose another file") from None
+    except OSError as exc:
+        raise InvalidValue(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@group.command("keygen", with_appcontext=False)
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--alg",
+    type=click.Choice(ALGORITHMS),
+    default="ES256",
+    show_default=True,
+    help="Signing algorithm of the client's assertions.",
+)
+@click.option(
+    "--jwks-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the public JWK Set [default: KEY_FILE with .jwks.json].",
+)
+@json_option
+def clients_keygen(key_file: Path, alg: str, jwks_file: Path | None) -> dict[str, Any]:
+    """Make a private_key_jwt key pair: KEY_FILE (PEM, mode 0600) and its public JWK Set.
+
+    Register the JWK Set with `clients create --auth-method private_key_jwt --jwks-file`;
+    the private key stays with the client and signs its assertions (RFC 7523).
+    """
+    jwks_file = jwks_file or key_file.with_suffix(".jwks.json")
+    pair = generate_key(alg)
+    pem = pair.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    jwks = {"keys": [dict(pair.public_jwk)]}
+    if jwks_file.exists():  # checked first, so no private key is left without its JWK Set
+        raise InvalidValue(f"{jwks_file} already exists; choose another file")
+    _write_new_file(key_file, pem, 0o600)
+    _write_new_file(jwks_file, json.dumps(jwks, indent=2) + "\n", 0o644)
+    return {
+        "private_key_file": str(key_file),
+        "jwks_file": str(jwks_file),
+        "alg": alg,
+        "kid": pair.kid,
+    }
+
+
 @group.command("list")
 @json_option
 def clients_list() -> list[dict[str, Any]]:
@@ -108,6 +173,16 @@ def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
     """Disable CLIENT_ID: its credentials are refused from now on."""
     with session() as s:
         return client_view(disable_client(s, client_id, actor=actor(), reason=reason))
+
+
+@group.command("enable")
+@click.argument("client_id")
+@click.option("--reason", help="Why, for the audit log.")
+@json_option
+def clients_enable(client_id: str, reason: str | None) -> dict[str, Any]:
+    """Enable CLIENT_ID again: new tokens only; tokens from before stay revoked."""
+    with session() as s:
+        return client_view(enable_client(s, client_id, actor=actor(), reason=reason))
 
 
 @group.command("rotate-secret")

@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 
 from ..app import current_keyswap
 from ..db import transaction, utcnow
-from ..legacy.importing import import_legacy_keys, parse_csv
+from ..legacy.importing import MIN_KEY_BITS, ImportReport, import_legacy_keys, parse_csv
 from ..legacy.keys import revoke_legacy_key, set_legacy_sunset
 from ..legacy.report import legacy_report
 from .context import actor, session
@@ -46,12 +46,21 @@ def _echo_sections(summary: dict[str, Any], table: list[dict[str, Any]], as_json
     is_flag=True,
     help="Create unknown owners as service accounts (in the row's tenant, else the default).",
 )
+@click.option(
+    "--allow-weak-keys",
+    is_flag=True,
+    help=f"Import keys too short to hold {MIN_KEY_BITS} bits (they are still reported).",
+)
 @_JSON
-def legacy_import(csv_file: str, dry_run: bool, create_missing_owners: bool, as_json: bool) -> None:
+def legacy_import(
+    csv_file: str, dry_run: bool, create_missing_owners: bool, allow_weak_keys: bool, as_json: bool
+) -> None:
     """Import the keys in FILE.csv, stored hashed; nothing changes if any row is bad.
 
     Columns (header row): api_key or api_key_sha256, owner, and optionally scopes,
     audiences, expires_at, sunset_at, tenant. Times are ISO 8601 (UTC if no offset).
+    A clear key too short to be secret is a bad row unless --allow-weak-keys; a key
+    given as api_key_sha256 cannot be judged.
     """
     path = Path(csv_file)
     with path.open(encoding="utf-8-sig", newline="") as stream:
@@ -63,6 +72,7 @@ def legacy_import(csv_file: str, dry_run: bool, create_missing_owners: bool, as_
             keyswap.hasher,
             parsed,
             create_missing_owners=create_missing_owners,
+            allow_weak_keys=allow_weak_keys,
             dry_run=dry_run,
             actor=actor(),
             source=path.name,
@@ -76,12 +86,30 @@ def legacy_import(csv_file: str, dry_run: bool, create_missing_owners: bool, as_
         click.echo(render(result, True))
     else:
         rows = result.pop("rows")
-        shown = [{k: v for k, v in row.items() if k != "owner_created" or v} for row in rows]
+        hidden = {"owner_created", "weak_key"}  # shown through the reason and counts
+        shown = [{k: v for k, v in row.items() if k not in hidden or v} for row in rows]
         _echo_sections(result, shown, as_json)
+        for note in _notes(report):
+            click.echo(f"\n{note}")
     if not report.ok:
         errors = report.counts["error"]
         click.echo(f"Error: {errors} bad row(s); nothing was imported.", err=True)
         raise SystemExit(1)
+
+
+def _notes(report: ImportReport) -> list[str]:
+    notes = []
+    if report.weak_lines:
+        lines = ", ".join(map(str, report.weak_lines))
+        notes.append(f"Weak keys (too short to be secret) on line(s) {lines}.")
+    if report.unchecked_lines:
+        notes.append(
+            f"{len(report.unchecked_lines)} key(s) given as api_key_sha256: their strength "
+            "cannot be judged from a digest."
+        )
+    if report.dry_run and report.ok:
+        notes.append("Dry run: nothing was changed; key ids are assigned by the real import.")
+    return notes
 
 
 @group.command("report")

@@ -52,9 +52,23 @@ def _serve(
     workers: int,
     threads: int,
     setup: Callable[[Flask], None] | None = None,
+    quiet_stdout: bool = False,
 ) -> None:
+    def announce(url: str) -> None:
+        # With --json, stdout carries only the JSON document.
+        plural = "s" if workers > 1 else ""
+        click.echo(f"keyswap listening on {url} ({workers} worker{plural})", err=quiet_stdout)
+
     try:
-        run(settings, host=host, port=port, workers=workers, threads=threads, setup=setup)
+        run(
+            settings,
+            host=host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            setup=setup,
+            on_listening=announce,
+        )
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -125,7 +139,7 @@ def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool
             )
         _print_demo(settings, created.client.id, str(created.secret), as_json)
 
-    _serve(settings, host, port, workers, threads, setup=setup)
+    _serve(settings, host, port, workers, threads, setup=setup, quiet_stdout=as_json)
 
 
 def _shown_url(url: str) -> str:

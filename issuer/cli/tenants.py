@@ -1,4 +1,4 @@
-"""``keyswap tenants``: create, suspend and reactivate tenants."""
+"""``keyswap tenants``: create, list, suspend and reactivate tenants."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from ..lifecycle import add_tenant, set_tenant_status
 from ..models import TenantStatus
 from ..representations import tenant_view
+from ..storage import list_tenants
 from .context import actor, session
 from .output import json_option
 
@@ -47,3 +48,11 @@ def tenants_activate(name: str, reason: str | None) -> dict[str, Any]:
         return tenant_view(
             set_tenant_status(s, name, TenantStatus.ACTIVE, actor=actor(), reason=reason)
         )
+
+
+@group.command("list")
+@json_option
+def tenants_list() -> list[dict[str, Any]]:
+    """List every tenant with its status."""
+    with session() as s:
+        return [tenant_view(t) for t in list_tenants(s)]

@@ -1,4 +1,4 @@
-"""``keyswap users``: create users and service accounts, and change their status."""
+"""``keyswap users``: create and list users and service accounts, and change their status."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from ..lifecycle import DEFAULT_TENANT, add_user, set_user_status
 from ..models import UserKind, UserStatus
 from ..representations import user_view
+from ..storage import list_users
 from .context import actor, session
 from .output import json_option
 
@@ -26,6 +27,15 @@ def users_create(name: str, tenant: str, service_account: bool) -> dict[str, Any
     kind = UserKind.SERVICE_ACCOUNT if service_account else UserKind.USER
     with session() as s:
         return user_view(add_user(s, name, tenant=tenant, kind=kind, actor=actor()))
+
+
+@group.command("list")
+@click.option("--tenant", help="Only this tenant's users.")
+@json_option
+def users_list(tenant: str | None) -> list[dict[str, Any]]:
+    """List every user and service account (deleted ones too, as tombstones)."""
+    with session() as s:
+        return [user_view(u) for u in list_users(s, tenant)]
 
 
 def _status_command(verb: str, status: UserStatus, help_text: str) -> None:

@@ -6,13 +6,18 @@ The file has a header row naming its columns: ``api_key`` (clear) or ``api_key_s
 ``parse_csv`` only reads and checks values; ``import_legacy_keys`` resolves owners and
 duplicates against the database and inserts. A key is never kept, printed or logged in
 clear: parsing turns it into its SHA-256 at once, and no message quotes a key.
+
+A clear key too short to be secret is refused unless the caller allows weak keys: see
+``max_key_bits``. A key given as its SHA-256 cannot be judged, and the report says so.
 """
 
 from __future__ import annotations
 
 import csv
 import enum
+import math
 import re
+import string
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +42,41 @@ COLUMNS = (*KEY_COLUMNS, "owner", *OPTIONAL_COLUMNS)
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 _CHUNK = 500  # values per IN (...) query: well under every backend's parameter limit
 
+#: The least a key must be able to hold. 128 bits is the usual floor for a bearer secret
+#: (NIST SP 800-131A's 128-bit security strength; keyswap's own client secrets have 256): a
+#: key is one lookup away from a token, and the stored hashes are only as strong as the
+#: keys once the database and its pepper leak. Legacy keys are often far shorter (an
+#: 8-character key was imported in review), and every unknown-key guess costs an attacker
+#: one request, so short keys are refused at import rather than guarded at exchange.
+MIN_KEY_BITS = 128
+WEAK_KEY = (
+    f"the key is too short to be secret (it cannot hold {MIN_KEY_BITS} bits of entropy); "
+    "replace it, or import it anyway with --allow-weak-keys"
+)
+_CHARACTER_CLASSES = (
+    frozenset(string.ascii_lowercase),
+    frozenset(string.ascii_uppercase),
+    frozenset(string.digits),
+)
+_OTHER_CHARACTERS = 33  # printable ASCII punctuation and space; anything else counts so too
+
+
+def max_key_bits(key: str) -> float:
+    """Return an upper bound of the entropy of ``key``, in bits.
+
+    Each character can carry at most log2 of the size of the alphabet the key draws from,
+    taken as the character classes it uses (lower case 26, upper case 26, digits 10,
+    others 33). A key over the bound may still be guessable ("aaaa..."), so this can only
+    refuse keys, never vouch for one: 8 characters hold at most 53 bits, 20 lower-case
+    letters and digits 103; 22 random base64url characters or 32 hex digits pass.
+    """
+    if not key:
+        return 0.0
+    alphabet = sum(len(c) for c in _CHARACTER_CLASSES if not c.isdisjoint(key))
+    if any(not any(ch in c for c in _CHARACTER_CLASSES) for ch in key):
+        alphabet += _OTHER_CHARACTERS
+    return len(key) * math.log2(alphabet) if alphabet > 1 else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class ImportRow:
@@ -45,6 +85,8 @@ class ImportRow:
     line: int
     digest: str
     owner: str
+    #: True or False for a clear key; None for a digest, whose key cannot be judged.
+    weak: bool | None = None
     scopes: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
     expires_at: datetime | None = None
@@ -87,6 +129,7 @@ class RowResult:
     key_id: str | None = None
     reason: str | None = None
     owner_created: bool = False
+    weak: bool | None = None
 
 
 @dataclass
@@ -109,19 +152,38 @@ class ImportReport:
         """Tell whether every row was valid (so the import may be committed)."""
         return self.counts[Outcome.ERROR.value] == 0
 
+    @property
+    def weak_lines(self) -> list[int]:
+        """Return the lines whose clear key is too short to be secret."""
+        return [r.line for r in self.results if r.weak]
+
+    @property
+    def unchecked_lines(self) -> list[int]:
+        """Return the lines given as ``api_key_sha256``, whose strength cannot be judged."""
+        return [r.line for r in self.results if r.weak is None and r.outcome is not Outcome.ERROR]
+
+    def _outcome(self, outcome: Outcome) -> str:
+        # A dry run imports nothing: it says what it would do.
+        if self.dry_run and outcome is Outcome.IMPORTED:
+            return "would_import"
+        return outcome.value
+
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain data: counts, then one entry per row."""
         return {
             "dry_run": self.dry_run,
-            **self.counts,
+            **{self._outcome(Outcome(k)): n for k, n in self.counts.items()},
             "owners_created": self.owners_created,
+            "weak_keys": len(self.weak_lines),
+            "unchecked_keys": len(self.unchecked_lines),
             "rows": [
                 {
                     "line": r.line,
-                    "outcome": r.outcome.value,
+                    "outcome": self._outcome(r.outcome),
                     "owner": r.owner,
                     "key_id": r.key_id,
                     "owner_created": r.owner_created,
+                    "weak_key": r.weak,
                     "reason": r.reason,
                 }
                 for r in self.results
@@ -161,18 +223,19 @@ def _audiences(raw: str) -> tuple[str, ...]:
     return audiences
 
 
-def _digest(values: dict[str, str]) -> str:
+def _digest(values: dict[str, str]) -> tuple[str, bool | None]:
+    """Return the key's hex SHA-256 and whether it is weak (None: given as a digest)."""
     clear, digest = values.get("api_key", ""), values.get("api_key_sha256", "")
     if clear and digest:
         raise _BadValue("both api_key and api_key_sha256 are given; give one")
     if clear:
-        return sha256_hex(clear)
+        return sha256_hex(clear), max_key_bits(clear) < MIN_KEY_BITS
     if not digest:
         raise _BadValue("no key: api_key or api_key_sha256 is empty")
     if not is_sha256_hex(digest):
         # The value is not quoted: it may be a clear key pasted in the wrong column.
         raise _BadValue("api_key_sha256 is not 64 hexadecimal characters")
-    return digest.lower()
+    return digest.lower(), None
 
 
 def _parse_row(line: int, values: dict[str, str]) -> ImportRow:
@@ -185,7 +248,8 @@ def _parse_row(line: int, values: dict[str, str]) -> ImportRow:
             problems.append(str(exc))
             return None
 
-    digest = checked(_digest, values)
+    key: tuple[str, bool | None] = checked(_digest, values) or ("", None)
+    digest, weak = key
     owner = values.get("owner", "")
     if not owner:
         problems.append("owner is empty")
@@ -202,6 +266,7 @@ def _parse_row(line: int, values: dict[str, str]) -> ImportRow:
         line=line,
         digest=digest,
         owner=owner,
+        weak=weak,
         scopes=scopes,
         audiences=audiences,
         expires_at=expires_at,
@@ -291,6 +356,7 @@ def import_legacy_keys(
     parsed: ParsedFile,
     *,
     create_missing_owners: bool = False,
+    allow_weak_keys: bool = False,
     dry_run: bool = False,
     actor: str,
     source: str = "csv",
@@ -300,8 +366,11 @@ def import_legacy_keys(
     Orphaned rows (owner unknown) are skipped unless ``create_missing_owners``: then the
     owner is created as a service account in the row's tenant (or the default tenant).
     A key already imported, or earlier in the file, for the same owner is a duplicate and
-    skipped; for another owner it is an error. The caller commits only if ``report.ok``
-    and not ``dry_run``; the ``legacy_key.imported`` audit event is added in that case.
+    skipped; for another owner it is an error. A clear key too short to be secret is an
+    error unless ``allow_weak_keys`` (then it is imported, and flagged in the report). The
+    caller commits only if ``report.ok`` and not ``dry_run``; the ``legacy_key.imported``
+    audit event is added in that case. A dry run reports no key ids: the real import
+    assigns its own.
     """
     results = [RowResult(e.line, Outcome.ERROR, reason=e.reason) for e in parsed.errors]
     hashes = {row.line: hash_digest(hasher, row.digest) for row in parsed.rows}
@@ -317,25 +386,45 @@ def import_legacy_keys(
             key_id, stored_owner = stored[key_hash]
             if stored_owner == row.owner:
                 results.append(
-                    RowResult(row.line, Outcome.DUPLICATE, row.owner, key_id, "already imported")
+                    RowResult(
+                        row.line,
+                        Outcome.DUPLICATE,
+                        row.owner,
+                        key_id,
+                        "already imported",
+                        weak=row.weak,
+                    )
                 )
             else:
                 reason = f"this key is already imported as {key_id} for another owner"
-                results.append(RowResult(row.line, Outcome.ERROR, row.owner, key_id, reason))
+                results.append(
+                    RowResult(row.line, Outcome.ERROR, row.owner, key_id, reason, weak=row.weak)
+                )
             continue
         if key_hash in seen:
             first = seen[key_hash]
             outcome = Outcome.DUPLICATE if first.owner == row.owner else Outcome.ERROR
             detail = "" if outcome is Outcome.DUPLICATE else " for another owner"
             reason = f"the same key is on line {first.line}{detail}"
-            results.append(RowResult(row.line, outcome, row.owner, reason=reason))
+            results.append(RowResult(row.line, outcome, row.owner, reason=reason, weak=row.weak))
             continue
         seen[key_hash] = row
+        if row.weak and not allow_weak_keys:
+            results.append(
+                RowResult(row.line, Outcome.ERROR, row.owner, reason=WEAK_KEY, weak=True)
+            )
+            continue
         owner = owners.get(row.owner)
         just_created = False
         if owner is None and not create_missing_owners:
             results.append(
-                RowResult(row.line, Outcome.ORPHANED, row.owner, reason="owner does not exist")
+                RowResult(
+                    row.line,
+                    Outcome.ORPHANED,
+                    row.owner,
+                    reason="owner does not exist",
+                    weak=row.weak,
+                )
             )
             continue
         if owner is None:
@@ -348,14 +437,18 @@ def import_legacy_keys(
                     actor=actor,
                 )
             except (InvalidValue, Conflict) as exc:
-                results.append(RowResult(row.line, Outcome.ERROR, row.owner, reason=str(exc)))
+                results.append(
+                    RowResult(row.line, Outcome.ERROR, row.owner, reason=str(exc), weak=row.weak)
+                )
                 continue
             owners[row.owner] = owner
             created.add(row.owner)
             just_created = True
         elif row.tenant and row.tenant != owner.tenant.name:
             reason = f"tenant {row.tenant!r} is not the owner's tenant {owner.tenant.name!r}"
-            results.append(RowResult(row.line, Outcome.ERROR, row.owner, reason=reason))
+            results.append(
+                RowResult(row.line, Outcome.ERROR, row.owner, reason=reason, weak=row.weak)
+            )
             continue
         key_id = new_key_id()
         inserts.append(
@@ -372,7 +465,15 @@ def import_legacy_keys(
             }
         )
         results.append(
-            RowResult(row.line, Outcome.IMPORTED, row.owner, key_id, owner_created=just_created)
+            RowResult(
+                row.line,
+                Outcome.IMPORTED,
+                row.owner,
+                None if dry_run else key_id,
+                reason="weak key, imported as allowed" if row.weak else None,
+                owner_created=just_created,
+                weak=row.weak,
+            )
         )
     report = ImportReport(results, dry_run=dry_run, owners_created=len(created))
     if report.ok and inserts:
@@ -387,5 +488,6 @@ def import_legacy_keys(
             orphaned=report.counts[Outcome.ORPHANED],
             duplicate=report.counts[Outcome.DUPLICATE],
             owners_created=len(created),
+            weak_keys=len(report.weak_lines),
         )
     return report

@@ -54,6 +54,15 @@ def test_command_help_exits_0(runner, command):
     assert "Usage:" in outcome.stdout
 
 
+def test_version_names_keyswap_and_its_distribution_version(runner):
+    from importlib.metadata import version
+
+    outcome = run(runner, "--version", as_json=False)
+    assert outcome.code == 0
+    assert outcome.stdout == f"keyswap {version('keyswap')}\n"
+    assert "Flask" not in outcome.stdout
+
+
 def test_unknown_command_is_a_usage_error(runner):
     assert "No such command" in misused(runner, "frobnicate")
 
@@ -101,6 +110,21 @@ def test_tenants_create_suspend_activate_report_status(runner):
     assert ok(runner, "tenants", "activate", "globex")["status"] == "active"
 
 
+def test_tenants_list_shows_every_tenant_with_its_status(runner):
+    assert ok(runner, "tenants", "list") == []
+    ok(runner, "tenants", "create", "globex")
+    ok(runner, "users", "create", "alice", "--tenant", "acme")
+    ok(runner, "tenants", "suspend", "globex")
+    listed = ok(runner, "tenants", "list")
+    assert [(t["name"], t["status"]) for t in listed] == [
+        ("acme", "active"),
+        ("globex", "suspended"),
+    ]
+    text = run(runner, "tenants", "list", as_json=False)
+    assert text.code == 0
+    assert "globex" in text.stdout and "suspended" in text.stdout
+
+
 def test_tenants_create_duplicate_name_is_a_domain_error(runner):
     ok(runner, "tenants", "create", "globex")
     assert refused(runner, "tenants", "create", "globex") == (
@@ -139,6 +163,20 @@ def test_users_create_service_account_in_named_tenant_creates_the_tenant(runner)
     assert user["id"].startswith("svc_")
     # The tenant now exists: creating it again is a conflict.
     assert "already exists" in refused(runner, "tenants", "create", "acme")
+
+
+def test_users_list_shows_users_with_tenant_kind_and_status(runner):
+    assert ok(runner, "users", "list") == []
+    alice = ok(runner, "users", "create", "alice")
+    ok(runner, "users", "create", "billing-svc", "--tenant", "acme", "--service-account")
+    ok(runner, "users", "delete", "alice")
+    listed = ok(runner, "users", "list")
+    assert [(u["name"], u["tenant"], u["kind"], u["status"]) for u in listed] == [
+        ("alice", "default", "user", "deleted"),  # a tombstone is still listed
+        ("billing-svc", "acme", "service_account", "active"),
+    ]
+    assert listed[0]["id"] == alice["id"]
+    assert [u["name"] for u in ok(runner, "users", "list", "--tenant", "acme")] == ["billing-svc"]
 
 
 def test_users_create_duplicate_name_is_a_domain_error(runner):

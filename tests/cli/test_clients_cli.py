@@ -1,11 +1,13 @@
-"""``keyswap clients create | list | rotate-secret | disable`` through the CLI runner."""
+"""``keyswap clients create | list | rotate-secret | disable | enable`` through the CLI runner."""
 
 from __future__ import annotations
 
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
 
@@ -351,3 +353,98 @@ def test_any_tenant_needs_can_introspect(runner, owner):
         runner, "clients", "create", "--owner", owner, "--scope", "orders:read", "--any-tenant"
     )
     assert "--can-introspect" in message
+
+
+def test_enable_lets_a_disabled_client_get_tokens_but_old_ones_stay_revoked(live_issuer, runner):
+    rs = live_issuer.create_client(user="orders-api", can_introspect=True)
+    created = live_issuer.create_client(user="billing-svc")
+    client_id, secret = created.client_id, created.client_secret
+    old = _token(live_issuer, client_id, secret).json()["access_token"]
+    ok(runner, "clients", "disable", client_id)
+    assert _token(live_issuer, client_id, secret).status_code == 401
+
+    enabled = ok(runner, "clients", "enable", client_id, "--reason", "key rotated")
+    assert enabled["enabled"] is True
+    assert "client_secret" not in enabled
+    assert _token(live_issuer, client_id, secret).status_code == 200
+    # Lifting the block does not revive the tokens it revoked.
+    answer = requests.post(
+        live_issuer.url + "/oauth/introspect",
+        data={"token": old},
+        auth=(rs.client_id, rs.client_secret),
+        timeout=10,
+    ).json()
+    assert answer == {"active": False}
+    audit = ok(runner, "audit")
+    assert any(
+        e["action"] == "client.enabled" and e["subject"] == f"client:{client_id}" for e in audit
+    )
+    # Enabling an enabled client is a no-op, not an error.
+    assert ok(runner, "clients", "enable", client_id)["enabled"] is True
+
+
+def test_enable_unknown_client_is_a_domain_error(runner):
+    assert refused(runner, "clients", "enable", "ks_nope") == "no client 'ks_nope'"
+
+
+def test_keygen_writes_a_0600_private_key_and_a_public_jwk_set(runner, tmp_path):
+    key_file = tmp_path / "billing-key.pem"
+    made = ok(runner, "clients", "keygen", str(key_file))
+    jwks_file = tmp_path / "billing-key.jwks.json"
+    assert made == {
+        "private_key_file": str(key_file),
+        "jwks_file": str(jwks_file),
+        "alg": "ES256",
+        "kid": made["kid"],
+    }
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    (jwk,) = json.loads(jwks_file.read_text())["keys"]
+    assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["kid"]) == ("EC", "P-256", "ES256", made["kid"])
+    assert "d" not in jwk
+    # Never overwrites a key a client may already use.
+    assert refused(runner, "clients", "keygen", str(key_file)) == (
+        f"{jwks_file} already exists; choose another file"
+    )
+    assert refused(runner, "clients", "keygen", str(key_file), "--jwks-file", "other.json") == (
+        f"{key_file} already exists; choose another file"
+    )
+
+
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
+def test_keygen_other_algorithms_register(runner, owner, tmp_path, alg):
+    made = ok(runner, "clients", "keygen", str(tmp_path / "k.pem"), "--alg", alg)
+    created = ok(
+        runner, "clients", "create", "--owner", owner, "--scope", "a",
+        "--auth-method", "private_key_jwt", "--jwks-file", made["jwks_file"],
+    )  # fmt: skip
+    assert created["auth_method"] == "private_key_jwt"
+
+
+def test_readme_authlib_example_gets_a_token_with_a_keygen_ec_key(
+    live_issuer, runner, owner, tmp_path
+):
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+    from joserfc.jwk import ECKey
+
+    made = ok(runner, "clients", "keygen", str(tmp_path / "billing-key.pem"))
+    client_id = ok(
+        runner, "clients", "create", "--owner", owner, "--scope", "orders:read",
+        "--auth-method", "private_key_jwt", "--jwks-file", made["jwks_file"],
+    )["client_id"]  # fmt: skip
+
+    # The README's example, word for word but for the URL. Authlib reads a PEM string as
+    # an RSA key whatever it holds, so an EC key must be given as a joserfc ECKey.
+    token_url = live_issuer.token_url
+    with open(made["private_key_file"]) as f:
+        key = ECKey.import_key(f.read())
+    session = OAuth2Session(
+        client_id,
+        key,
+        token_endpoint_auth_method=PrivateKeyJWT(token_url, alg="ES256"),
+    )
+    token = session.fetch_token(token_url, grant_type="client_credentials")
+    session.close()
+    claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert (claims["client_id"], claims["scope"]) == (client_id, "orders:read")

@@ -19,6 +19,8 @@ from issuer.lifecycle import add_user
 from issuer.models import AuditEvent, LegacyKey, LegacyKeyRefusal, User, UserKind
 
 CLEAR_KEY = "sk_live_4f1c2a9b7e3d"
+#: 32 random characters: at most 190 bits for its length and alphabet, over the 128 required.
+STRONG_KEY = "sk_live_Q7mZp2Rw9XkT4vLc8NbY3sHd"
 HASHED_KEY = "ak_legacy_77aa"
 HASHED_DIGEST = hashlib.sha256(HASHED_KEY.encode()).hexdigest()
 
@@ -44,8 +46,10 @@ def _csv(tmp_path, *lines, name="keys.csv"):
     return str(path)
 
 
-def _run(runner, *args):
-    result = runner.invoke(cli, ["legacy", *args, "--json"])
+def _run(runner, *args, weak_ok=True):
+    # The short keys these tests use would be refused as weak (see test_weak_keys_*).
+    weak = ["--allow-weak-keys"] if args[0] == "import" and weak_ok else []
+    result = runner.invoke(cli, ["legacy", *args, *weak, "--json"])
     return result, (json.loads(result.stdout) if result.stdout.strip() else None)
 
 
@@ -105,6 +109,7 @@ def test_import_clear_and_sha256_keys_reports_orphans(live_issuer, owners, runne
         "orphaned": 1,
         "duplicate": 0,
         "owners_created": 0,
+        "weak_keys": 2,  # sk_live_4f1c2a9b7e3d (imported with --allow-weak-keys), the orphan
     }
     assert event.subject == "legacy_keys:keys.csv"
 
@@ -147,13 +152,18 @@ def test_dry_run_reports_the_same_and_changes_nothing(live_issuer, owners, runne
     dry, dry_report = _run(runner, "import", path, "--dry-run", "--create-missing-owners")
     assert dry.exit_code == 0, dry.output
     assert dry_report["dry_run"] is True
-    assert (dry_report["imported"], dry_report["owners_created"]) == (2, 1)
+    assert "imported" not in dry_report
+    assert (dry_report["would_import"], dry_report["owners_created"]) == (2, 1)
+    assert [r["outcome"] for r in dry_report["rows"]] == ["would_import", "would_import"]
+    # No key id the real import would not use: it assigns its own.
+    assert [r["key_id"] for r in dry_report["rows"]] == [None, None]
     assert _count(live_issuer, LegacyKey) == 0
     with transaction(live_issuer.keyswap.sessions) as session:
         assert session.scalar(select(User).where(User.name == "dave")) is None
     real, real_report = _run(runner, "import", path, "--create-missing-owners")
     assert real.exit_code == 0
     assert [r["outcome"] for r in real_report["rows"]] == ["imported", "imported"]
+    assert all(r["key_id"].startswith("lk_") for r in real_report["rows"])
     assert real_report["rows"][1]["owner_created"] is True
     with transaction(live_issuer.keyswap.sessions) as session:
         dave = session.scalar(select(User).where(User.name == "dave"))
@@ -201,13 +211,61 @@ def test_bad_header_is_reported_at_line_1(live_issuer, runner, tmp_path):
 
 
 def test_text_output_is_a_summary_and_a_table(live_issuer, owners, runner, tmp_path):
-    path = _csv(tmp_path, "api_key,owner", "sk_text,alice", "sk_gone,nobody")
+    path = _csv(tmp_path, "api_key,owner", f"{STRONG_KEY},alice", f"{STRONG_KEY}x,nobody")
     result = runner.invoke(cli, ["legacy", "import", path])
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["dry_run", "False"]
-    assert lines[7].split() == ["line", "outcome", "owner", "key_id", "reason"]
-    assert lines[9].split() == ["3", "orphaned", "nobody", "-", "owner", "does", "not", "exist"]
+    assert lines[9].split() == ["line", "outcome", "owner", "key_id", "reason"]
+    assert lines[11].split() == ["3", "orphaned", "nobody", "-", "owner", "does", "not", "exist"]
+
+
+def test_dry_run_text_says_would_import_and_shows_no_key_ids(live_issuer, owners, runner, tmp_path):
+    path = _csv(tmp_path, "api_key,owner", f"{STRONG_KEY},alice")
+    result = runner.invoke(cli, ["legacy", "import", path, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split() == ["would_import", "1"]
+    assert lines[10].split() == ["2", "would_import", "alice", "-", "-"]
+    assert "lk_" not in result.output
+    assert "Dry run: nothing was changed" in result.output
+    assert _count(live_issuer, LegacyKey) == 0
+
+
+def test_weak_keys_are_refused_by_line_without_key_material(live_issuer, owners, runner, tmp_path):
+    path = _csv(
+        tmp_path,
+        "api_key,api_key_sha256,owner",
+        f"{STRONG_KEY},,alice",
+        "hunter22,,alice",  # the 8-character key the review imported
+        "sk_live_4f1c2a9b7e3d,,bob",  # 20 characters, at most 122 bits
+        f",{HASHED_DIGEST},bob",
+    )
+    result, report = _run(runner, "import", path, weak_ok=False)
+    assert result.exit_code == 1
+    assert report["weak_keys"] == 2 and report["unchecked_keys"] == 1
+    assert [(r["line"], r["outcome"], r["weak_key"]) for r in report["rows"]] == [
+        (2, "imported", False),
+        (3, "error", True),
+        (4, "error", True),
+        (5, "imported", None),  # a digest: its key cannot be judged
+    ]
+    assert report["rows"][1]["reason"].startswith("the key is too short to be secret")
+    assert "--allow-weak-keys" in report["rows"][1]["reason"]
+    assert _count(live_issuer, LegacyKey) == 0
+    for key in ("hunter22", "sk_live_4f1c2a9b7e3d", STRONG_KEY):
+        assert key not in result.output
+
+    text = runner.invoke(cli, ["legacy", "import", path])
+    assert "Weak keys (too short to be secret) on line(s) 3, 4." in text.output
+    assert "1 key(s) given as api_key_sha256: their strength cannot be judged" in text.output
+    assert "hunter22" not in text.output
+
+    allowed, report = _run(runner, "import", path, "--allow-weak-keys", weak_ok=False)
+    assert allowed.exit_code == 0, allowed.output
+    assert report["imported"] == 4 and report["weak_keys"] == 2
+    assert report["rows"][1]["reason"] == "weak key, imported as allowed"
+    assert _exchange(live_issuer, "hunter22").status_code == 200
 
 
 def test_report_lists_status_usage_sunset_and_migration(live_issuer, owners, runner, tmp_path):

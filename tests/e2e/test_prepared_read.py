@@ -57,7 +57,7 @@ def test_legacy_key_lookups_agree_between_prepared_and_session_reads(live_issuer
     live_issuer.create_client(user="billing-svc")
     text = (
         "api_key,owner,scopes,expires_at,sunset_at\n"
-        "sk_parity,billing-svc,a b,2099-01-01,2098-06-30\n"
+        "sk_parity_Q7mZp2Rw9XkT4vLc8NbY,billing-svc,a b,2099-01-01,2098-06-30\n"
     )
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
@@ -65,7 +65,7 @@ def test_legacy_key_lookups_agree_between_prepared_and_session_reads(live_issuer
         )
     key_id = report.results[0].key_id
     assert key_id is not None
-    key_hash = hash_api_key(live_issuer.keyswap.hasher, "sk_parity")
+    key_hash = hash_api_key(live_issuer.keyswap.hasher, "sk_parity_Q7mZp2Rw9XkT4vLc8NbY")
     with make_reader(live_issuer.keyswap.engine).connect() as connection:
         by_hash = load_legacy_key(connection, key_hash)
         by_id = load_legacy_status(connection, key_id)

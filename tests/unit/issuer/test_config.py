@@ -186,3 +186,37 @@ def test_settings_are_frozen_and_with_changes_revalidates(data_env):
     assert settings.with_changes(max_token_ttl=60).max_token_ttl == 60
     with pytest.raises(ConfigError, match="KEYSWAP_ISSUER"):
         settings.with_changes(issuer="http://issuer.example")
+
+
+def test_data_dir_is_created_owner_only_and_the_sqlite_file_0600(tmp_path):
+    from issuer.db import make_engine
+
+    data_dir = tmp_path / "fresh" / "data"
+    settings = Settings.from_env({"KEYSWAP_DATA_DIR": str(data_dir)})
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:  # SQLite opens (and WAL-initialises) the file
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.commit()
+    finally:
+        engine.dispose()
+    for path in data_dir.iterdir():  # keyswap.db, its -wal/-shm files, kek
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_kek_file_readable_by_others_is_warned_about(data_env, caplog):
+    del data_env["KEYSWAP_KEY_ENCRYPTION_KEY"]
+    Settings.from_env(data_env)
+    kek_file = Path(data_env["KEYSWAP_DATA_DIR"]) / "kek"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+        Settings.from_env(data_env)
+    assert "accessible by group or others" not in caplog.text
+    kek_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+        settings = Settings.from_env(data_env)
+    assert settings.key_encryption_key == decode_kek(kek_file.read_text())
+    assert f"{kek_file} is accessible by group or others (mode 0644)" in caplog.text
+    assert f"chmod 600 {kek_file}" in caplog.text
+    assert kek_file.read_text().strip() not in caplog.text

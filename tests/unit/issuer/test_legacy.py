@@ -38,6 +38,7 @@ def test_parse_reads_every_column_and_hashes_clear_keys_at_once():
             line=2,
             digest=DIGEST,
             owner="alice",
+            weak=True,  # "sk_one" is far too short; the digest on line 3 cannot be judged
             scopes=("a:read", "b:write"),
             audiences=("https://x.example",),
             expires_at=datetime(2027, 1, 31, tzinfo=UTC),
