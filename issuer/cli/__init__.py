@@ -27,7 +27,7 @@ class KeyswapGroup(FlaskGroup):
         super().__init__(
             create_app=lambda: create_app(),
             add_default_commands=False,
-            add_version_option=True,
+            add_version_option=False,
             load_dotenv=False,
             set_debug_flag=False,
             **extra,
@@ -44,6 +44,7 @@ class KeyswapGroup(FlaskGroup):
 
 
 @click.group(cls=KeyswapGroup)
+@click.version_option(package_name="keyswap", prog_name="keyswap", message="%(prog)s %(version)s")
 def cli() -> None:
     """keyswap: trade client credentials and legacy API keys for short-lived JWTs.
 
