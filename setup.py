@@ -71,7 +71,9 @@ def data_files_of(folder: str) -> list[str]:
     found = []
     for path in sorted(Path(folder).rglob("*")):
         relative = path.relative_to(folder)
-        if not path.is_file() or any(part.startswith((".", "__pycache__")) for part in relative.parts):
+        if not path.is_file() or any(
+            part.startswith((".", "__pycache__")) for part in relative.parts
+        ):
             continue
         if not any(path.match(pattern) for pattern in NOT_SHIPPED):
             found.append(relative.as_posix())

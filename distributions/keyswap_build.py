@@ -1,9 +1,9 @@
-"""PEP 517 backend of the ``keyswap`` distribution: setuptools, told when it builds an editable install.
+"""PEP 517 backend of ``keyswap``: setuptools, told when it builds an editable install.
 
 setuptools answers the same metadata for a wheel and for an editable install, but the two are
 different things here (see setup.py): the wheel is the server alone and depends on
 ``keyswap-client``; the editable install is the whole development tree, ``clients/`` included.
-Every editable hook marks its process before handing over to setuptools, and setup.py reads the mark.
+Every editable hook marks its process before handing over to setuptools; setup.py reads the mark.
 """
 
 from __future__ import annotations

@@ -39,9 +39,7 @@ SERVER_ONLY = ["flask", "sqlalchemy", "alembic", "authlib", "granian"]
 FOLDERS = {"keyswap": ["issuer", "jwks", "migrations"], "keyswap_client": ["clients"]}
 
 
-def run(
-    *command: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> str:
+def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
     done = subprocess.run(
         [str(part) for part in command], capture_output=True, text=True, env=env, cwd=cwd
     )
@@ -67,7 +65,7 @@ def fresh_venv(where: Path, *install: str | Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server_bin(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv holding the keyswap wheel; keyswap-client is found beside it, the rest on the index."""
+    """A venv holding the keyswap wheel; keyswap-client found beside it, the rest on the index."""
     where = tmp_path_factory.mktemp("server") / "venv"
     return fresh_venv(where, "--find-links", wheels["keyswap"].parent, wheels["keyswap"])
 
@@ -99,7 +97,12 @@ def test_each_wheel_installs_only_keyswap_and_ships_its_folders_whole(wheels):
         }
         assert shipped == expected, wheel.name
     server = zipfile.ZipFile(wheels["keyswap"]).namelist()
-    for data in ("issuer/openapi.yaml", "issuer/py.typed", "jwks/py.typed", "migrations/alembic.ini"):
+    for data in (
+        "issuer/openapi.yaml",
+        "issuer/py.typed",
+        "jwks/py.typed",
+        "migrations/alembic.ini",
+    ):
         assert f"keyswap/{data}" in server
     assert "keyswap/clients/py.typed" in zipfile.ZipFile(wheels["keyswap_client"]).namelist()
 
@@ -212,7 +215,9 @@ def test_keyswap_client_alone_verifies_a_token_from_keyswap_serve(client_bin, se
     url, created = served
     script = CLIENT_SCRIPT.format(server_only=SERVER_ONLY)
     answer = json.loads(
-        run(client_bin / "python", "-c", script, url, created["client_id"], created["client_secret"])
+        run(
+            client_bin / "python", "-c", script, url, created["client_id"], created["client_secret"]
+        )
     )
     assert answer == {
         "missing": SERVER_ONLY,

@@ -24,7 +24,7 @@ import keyswap.clients, keyswap.issuer.cli, keyswap.migrations
 
 assert clients.OWNER == "the service", clients.__file__
 assert migrations.OWNER == "the service", migrations.__file__
-assert files("migrations").joinpath("env.py").read_text() == "# the service's\\n"
+assert files(migrations).joinpath("env.py").read_text() == "# the service's\\n"
 assert files("keyswap.migrations").joinpath("versions").is_dir()
 assert keyswap.clients.Verifier.__module__ == "keyswap.clients.verifier"
 print("ok")
