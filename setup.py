@@ -83,7 +83,7 @@ def data_files_of(folder: str) -> list[str]:
 folders = ["issuer", "jwks", "migrations", *(["clients"] if EDITABLE else [])]
 if EDITABLE:
     client = tomllib.loads(CLIENT_PROJECT.read_text())["project"]
-    client_requires: list[str] = client["dependencies"]
+    client_requires = [r for r in client["dependencies"] if r not in SERVER_REQUIRES]
     client_extras: dict[str, list[str]] = client["optional-dependencies"]
     client_extra_names = ",".join(client_extras)
     dev_client = [f"keyswap[{client_extra_names}]"]

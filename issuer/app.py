@@ -7,6 +7,7 @@ metrics) lives in one ``Keyswap`` object at ``app.extensions["keyswap"]``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, cast
@@ -126,7 +127,9 @@ def _render_unexpected(error: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``)."""
     settings = settings or Settings.from_env()
-    app = Flask("keyswap")
+    # Named "keyswap" (its logger is the parent of keyswap.*); rooted here, since the
+    # namespace package keyswap has no single folder Flask could find.
+    app = Flask("keyswap", root_path=os.path.dirname(__file__))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     if settings.trusted_proxies:
         # Behind N trusted proxies, the client address and scheme come from X-Forwarded-*.

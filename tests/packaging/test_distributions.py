@@ -113,8 +113,8 @@ def runtime_imports(source: str) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
+            for statement in node.orelse:
+                visit(statement)
             return
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)
@@ -135,7 +135,8 @@ def test_each_wheel_declares_every_module_it_imports(wheels):
             archive.read(next(f for f in archive.namelist() if f.endswith(".dist-info/METADATA")))
         )
         declared = {
-            canonicalize_name(Requirement(line).name) for line in metadata.get_all("Requires-Dist")
+            canonicalize_name(Requirement(line).name)
+            for line in metadata.get_all("Requires-Dist", [])
         }
         imported: set[str] = set()
         for name in archive.namelist():
