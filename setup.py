@@ -52,6 +52,7 @@ SERVER_EXTRAS = {
 }
 DEV_TOOLS = [
     "pytest>=8.3",
+    "packaging>=24",
     "requests-oauthlib>=2.0",
     "types-requests-oauthlib>=2.0",
     "hypothesis>=6.100",
