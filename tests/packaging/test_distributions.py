@@ -14,6 +14,7 @@ import ast
 import email
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_PROJECT = ROOT / "distributions" / "keyswap-client"
 SERVER_ONLY = ["flask", "sqlalchemy", "alembic", "authlib", "granian"]
+#: Left out of the copy the wheels are built from: VCS data, build output, caches, venvs.
+NOT_SOURCE = (".git", "build", "dist", "*.egg-info", "__pycache__", ".*cache", ".*venv", ".keyswap")
 #: What each wheel holds: its folders of this repository, under keyswap/.
 FOLDERS = {"keyswap": ["issuer", "jwks", "migrations"], "keyswap_client": ["clients"]}
 
@@ -49,8 +52,12 @@ def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path | Non
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both wheels, built from a copy of the tree: no stale build/ folder can add a file."""
+    source = tmp_path_factory.mktemp("source") / "keyswap"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     out = tmp_path_factory.mktemp("wheels")
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT, CLIENT_PROJECT)
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out,
+        source, source / CLIENT_PROJECT.relative_to(ROOT))  # fmt: skip
     built = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
     assert set(built) == set(FOLDERS), built
     return built
