@@ -7,6 +7,7 @@ metrics) lives in one ``Keyswap`` object at ``app.extensions["keyswap"]``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,7 +148,9 @@ def create_app(
     ``clock`` is the time the signing keys are judged by (tests move it).
     """
     settings = settings or Settings.from_env()
-    app = Flask("keyswap")
+    # Named "keyswap" (its logger is the parent of keyswap.*); rooted here, since the
+    # namespace package keyswap has no single folder Flask could find.
+    app = Flask("keyswap", root_path=os.path.dirname(__file__))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     if settings.trusted_proxies:
         # Behind N trusted proxies, the client address and scheme come from X-Forwarded-*.
