@@ -1,6 +1,6 @@
 """The admin API at ``/admin/v1``: tenants, users, clients, tokens and the audit log over HTTP.
 
-Each view translates HTTP to one of the operations the CLI calls (``issuer.lifecycle``
+Each view translates HTTP to one of the operations the CLI calls (``keyswap.issuer.lifecycle``
 and its peers) and back; none keeps a rule of its own. A ``keyswap:tenant-admin`` caller
 sees only its own tenant: another tenant's objects answer 404, as if they did not exist.
 """

@@ -1,6 +1,6 @@
 """Who is calling the admin API: a keyswap access token, checked live on every call (RFC 6750).
 
-The token is verified as at introspection (``issuer.introspection``): a published key's
+The token is verified as at introspection (``keyswap.issuer.introspection``): a published key's
 signature, not expired or revoked, its client enabled and its owner and tenant active
 *now*, so a deactivated admin is refused on the next call rather than at ``exp``. Then
 its scope decides the reach: ``keyswap:admin`` every tenant, ``keyswap:tenant-admin``

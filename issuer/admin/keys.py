@@ -12,7 +12,7 @@ from datetime import UTC
 
 from flask import Response, request
 
-from jwks import ALGORITHMS
+from keyswap.jwks import ALGORITHMS
 
 from ..app import current_keyswap, request_session
 from ..db import utcnow

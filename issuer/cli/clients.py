@@ -11,7 +11,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from flask.cli import AppGroup
 
-from jwks import ALGORITHMS, generate_key
+from keyswap.jwks import ALGORITHMS, generate_key
 
 from ..app import current_keyswap
 from ..lifecycle import (

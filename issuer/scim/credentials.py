@@ -1,7 +1,7 @@
 """SCIM credentials: fixed bearer tokens for identity providers that cannot fetch an OAuth token.
 
 A credential belongs to one tenant and is accepted only at ``/scim/v2``. It is shown once,
-stored as a keyed hash (``issuer.hashing``) and found by that hash in one indexed query;
+stored as a keyed hash (``keyswap.issuer.hashing``) and found by that hash in one indexed query;
 it can expire, and is rotated (the old value stops at once) or revoked, each audited.
 """
 

@@ -1,7 +1,7 @@
 """keyswap's users as SCIM ``User`` resources (RFC 7643 §4.1), for scim2-server's handler.
 
 scim2-server does the protocol (validation, PUT and PATCH application, filters, errors);
-this storage maps its calls onto ``issuer.lifecycle``, so a provider's ``active: false``
+this storage maps its calls onto ``keyswap.issuer.lifecycle``, so a provider's ``active: false``
 is the CLI's ``users deactivate`` (same cascade, same audit event, the SCIM caller as
 actor) and DELETE is ``users delete`` (a tombstone). Everything happens in the caller's
 tenant: another tenant's users, service accounts and tombstones do not exist here.

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 
-from jwks import generate_key
+from keyswap.jwks import generate_key
 
 from .invoke import misused, ok, refused, run
 

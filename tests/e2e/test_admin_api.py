@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from issuer.cli import cli
+from keyswap.issuer.cli import cli
 
 from ..cli.invoke import ok
 from ..conftest import LiveIssuer

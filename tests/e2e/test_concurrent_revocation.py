@@ -14,9 +14,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from issuer import create_app
-from issuer.models import AuditEvent, RevokedToken
-from jwks import decode_kek, generate_kek
+from keyswap.issuer import create_app
+from keyswap.issuer.models import AuditEvent, RevokedToken
+from keyswap.jwks import decode_kek, generate_kek
 
 from ..conftest import LiveIssuer, LiveServer, make_settings
 from .test_scale_out import ServeProcess

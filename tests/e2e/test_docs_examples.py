@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from issuer.db import transaction
-from issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.db import transaction
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

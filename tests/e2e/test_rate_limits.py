@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from issuer.cli import cli
+from keyswap.issuer.cli import cli
 
 
 def _token(issuer, auth):

@@ -18,10 +18,10 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey
 from prometheus_client.parser import text_string_to_metric_families
 
-from issuer import create_app
-from issuer.db import transaction
-from issuer.lifecycle import add_user, register_client
-from issuer.models import AuthMethod
+from keyswap.issuer import create_app
+from keyswap.issuer.db import transaction
+from keyswap.issuer.lifecycle import add_user, register_client
+from keyswap.issuer.models import AuthMethod
 
 from ..conftest import make_settings, start_live_server, stop_live_server
 

@@ -16,9 +16,9 @@ import requests
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Error, ListResponse, PatchOp, SearchRequest, User
 
-from issuer.db import transaction
-from issuer.models import UserStatus
-from issuer.storage import get_user
+from keyswap.issuer.db import transaction
+from keyswap.issuer.models import UserStatus
+from keyswap.issuer.storage import get_user
 
 from ..cli.invoke import ok
 from ..conftest import LiveIssuer

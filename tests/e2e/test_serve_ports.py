@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jwks import generate_kek
+from keyswap.jwks import generate_kek
 
 
 def _free_port() -> int:
@@ -37,7 +37,7 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
 
 
 def _keyswap(*args: str) -> list[str]:
-    return [sys.executable, "-m", "issuer.cli", *args]
+    return [sys.executable, "-m", "keyswap.issuer.cli", *args]
 
 
 def _run_to_exit(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -130,7 +130,7 @@ def test_serve_on_a_port_another_program_holds_fails(tmp_path):
 def test_a_port_held_by_a_starting_server_is_refused_to_another(tmp_path):
     # While a server migrates and spawns its workers it holds the port (a bound, never
     # listening SO_REUSEPORT socket): a second server starting then is refused too.
-    from issuer.serving import reserve_port
+    from keyswap.issuer.serving import reserve_port
 
     port = _free_port()
     guard = reserve_port("127.0.0.1", port)

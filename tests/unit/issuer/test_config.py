@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.config``: defaults per CONTRACT, bad values name the variable."""
+"""Unit tests of ``keyswap.issuer.config``: defaults per CONTRACT, bad values name the variable."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from issuer.config import ConfigError, Settings, is_loopback_host
-from jwks import decode_kek, generate_kek
+from keyswap.issuer.config import ConfigError, Settings, is_loopback_host
+from keyswap.jwks import decode_kek, generate_kek
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ KEK = generate_kek()
 
 def test_defaults_follow_the_contract(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+    with caplog.at_level(logging.WARNING, logger="keyswap.issuer.config"):
         settings = Settings.from_env({})
     data_dir = tmp_path / ".keyswap"
     assert settings.data_dir == Path(".keyswap")
@@ -189,7 +189,7 @@ def test_settings_are_frozen_and_with_changes_revalidates(data_env):
 
 
 def test_data_dir_is_created_owner_only_and_the_sqlite_file_0600(tmp_path):
-    from issuer.db import make_engine
+    from keyswap.issuer.db import make_engine
 
     data_dir = tmp_path / "fresh" / "data"
     settings = Settings.from_env({"KEYSWAP_DATA_DIR": str(data_dir)})
@@ -210,11 +210,11 @@ def test_kek_file_readable_by_others_is_warned_about(data_env, caplog):
     Settings.from_env(data_env)
     kek_file = Path(data_env["KEYSWAP_DATA_DIR"]) / "kek"
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+    with caplog.at_level(logging.WARNING, logger="keyswap.issuer.config"):
         Settings.from_env(data_env)
     assert "accessible by group or others" not in caplog.text
     kek_file.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+    with caplog.at_level(logging.WARNING, logger="keyswap.issuer.config"):
         settings = Settings.from_env(data_env)
     assert settings.key_encryption_key == decode_kek(kek_file.read_text())
     assert f"{kek_file} is accessible by group or others (mode 0644)" in caplog.text

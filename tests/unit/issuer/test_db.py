@@ -9,11 +9,11 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from issuer.db import PreparedRead, _Plan, make_engine
-from issuer.legacy.keys import _BY_HASH, _BY_ID
-from issuer.models import RevokedToken
-from issuer.revocation import _IS_REVOKED
-from issuer.storage import _CLIENT_RECORD_QUERY
+from keyswap.issuer.db import PreparedRead, _Plan, make_engine
+from keyswap.issuer.legacy.keys import _BY_HASH, _BY_ID
+from keyswap.issuer.models import RevokedToken
+from keyswap.issuer.revocation import _IS_REVOKED
+from keyswap.issuer.storage import _CLIENT_RECORD_QUERY
 
 DIALECTS = [postgresql.psycopg.dialect(), sqlite.dialect()]
 

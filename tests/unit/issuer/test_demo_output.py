@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from issuer.cli.serve import _print_demo
-from issuer.config import Settings
+from keyswap.issuer.cli.serve import _print_demo
+from keyswap.issuer.config import Settings
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])

@@ -8,7 +8,7 @@ import json
 import pytest
 from flask import Flask
 
-from issuer.ratelimit import claimed_client_id
+from keyswap.issuer.ratelimit import claimed_client_id
 
 
 def _b64(value: bytes) -> str:
