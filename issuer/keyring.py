@@ -17,7 +17,14 @@ from typing import Any
 import jwt
 from sqlalchemy.orm import Session, sessionmaker
 
-from jwks import KeyPair, PublishedJwks, Sealer, generate_key, load_key_pair, private_key_bytes
+from keyswap.jwks import (
+    KeyPair,
+    PublishedJwks,
+    Sealer,
+    generate_key,
+    load_key_pair,
+    private_key_bytes,
+)
 
 from .db import utcnow
 from .models import KeyState, SigningKey
@@ -59,7 +66,8 @@ def ensure_signing_key(session: Session, sealer: Sealer, alg: str = "ES256") -> 
 
 
 def unseal(sealer: Sealer, row: SigningKey) -> KeyPair:
-    """Open a stored key; ``jwks.KeyUnsealError`` when the KEK is not the one it was sealed with."""
+    """Open a stored key; ``keyswap.jwks.KeyUnsealError`` when the KEK is not the one it was sealed
+    with."""
     return load_key_pair(row.alg, sealer.unseal(row.sealed_private_key, kid=row.kid))
 
 

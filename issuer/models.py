@@ -1,7 +1,7 @@
 """Typed ORM models: tenants, users, clients, secrets, signing keys, audit events.
 
 Statuses are string-valued enums; every time is aware UTC. Secrets are stored only as
-keyed hashes and private keys only sealed (see ``jwks.sealing``).
+keyed hashes and private keys only sealed (see ``keyswap.jwks.sealing``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from gunicorn.app.base import BaseApplication
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-from jwks import KeyUnsealError
+from keyswap.jwks import KeyUnsealError
 
 from .app import Keyswap, create_app
 from .config import Settings
@@ -131,7 +131,7 @@ def run(
         # Nothing opened here may be shared with the workers.
         app.extensions["keyswap"].engine.dispose()
         Server(
-            "issuer.serving:worker_app",
+            "keyswap.issuer.serving:worker_app",
             factory=True,
             interface=Interfaces.WSGI,
             address=host,

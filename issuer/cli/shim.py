@@ -1,14 +1,15 @@
 """``keyswap shim``: a reverse proxy that lets legacy API-key callers through as JWT callers.
 
 It needs no database: it exchanges keys at the issuer over HTTP (RFC 8693) with
-``clients.legacy``, and forwards each request to the upstream with ``Authorization: Bearer``.
+``keyswap.clients.legacy``, and forwards each request to the upstream with ``Authorization:
+Bearer``.
 """
 
 from __future__ import annotations
 
 import click
 
-from clients.legacy import KeyExchanger, ShimProxy
+from keyswap.clients.legacy import KeyExchanger, ShimProxy
 
 from ..config import DEFAULT_ISSUER
 from ..serving import GunicornServer

@@ -26,12 +26,12 @@ from flask import Flask, g, request
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from clients import TokenClient, TokenRefused, Verifier
-from clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
-from clients.wsgi import ENVIRON_KEY
-from issuer.db import transaction
-from issuer.legacy.importing import import_legacy_keys, parse_csv
-from issuer.legacy.usage import usage_for
+from keyswap.clients import TokenClient, TokenRefused, Verifier
+from keyswap.clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
+from keyswap.clients.wsgi import ENVIRON_KEY
+from keyswap.issuer.db import transaction
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.legacy.usage import usage_for
 
 from .token_servers import FakeClock, tokens_issued
 
@@ -249,7 +249,7 @@ def shim(live_issuer, upstream) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWAP_")}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "issuer.cli", "shim",
+            sys.executable, "-m", "keyswap.issuer.cli", "shim",
             "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
             "--issuer", live_issuer.url, "--threads", "4",
         ],

@@ -18,10 +18,10 @@ import jwt
 import pytest
 import requests
 
-from issuer import create_app
-from issuer.db import transaction
-from issuer.rotation import rotate_now
-from jwks import generate_kek
+from keyswap.issuer import create_app
+from keyswap.issuer.db import transaction
+from keyswap.issuer.rotation import rotate_now
+from keyswap.jwks import generate_kek
 
 from ..conftest import Creds, LiveIssuer, LiveServer, make_settings
 
@@ -43,7 +43,7 @@ class ServeProcess:
             [
                 sys.executable,
                 "-m",
-                "issuer.cli",
+                "keyswap.issuer.cli",
                 "serve",
                 "--port",
                 str(self.port),
@@ -100,7 +100,7 @@ def two_servers(databases, redis_url, tmp_path):
     servers = [first, second]
     try:
         second.wait_ready()
-        from jwks import decode_kek
+        from keyswap.jwks import decode_kek
 
         admin = create_app(
             make_settings(url, decode_kek(kek_text), tmp_path, issuer="http://127.0.0.1:8000")

@@ -1,12 +1,12 @@
-"""Unit tests of ``issuer.metadata``: the RFC 8414 document lists only what is supported."""
+"""Unit tests of ``keyswap.issuer.metadata``: the RFC 8414 document lists only what is supported."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from issuer.config import Settings
-from issuer.metadata import build_metadata, metadata_bytes
+from keyswap.issuer.config import Settings
+from keyswap.issuer.metadata import build_metadata, metadata_bytes
 
 
 def _settings(tmp_path: Path, issuer: str = "https://issuer.example") -> Settings:
