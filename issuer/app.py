@@ -27,7 +27,9 @@ from .client_auth import SecretAuthenticator
 from .config import Settings
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from .federation import check_federated_token
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.jwt_bearer import JWTBearerGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
@@ -177,7 +179,9 @@ def create_app(
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
+    server.register_grant(JWTBearerGrant)
     server.credential_checks.append(check_legacy_token)
+    server.credential_checks.append(check_federated_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
     from .metadata import Discovery

@@ -13,7 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import audit, clients, db, keys, legacy, serve, shim, tenants, tokens, users
+from . import audit, clients, db, federation, keys, legacy, serve, shim, tenants, tokens, users
 
 
 class KeyswapGroup(FlaskGroup):
@@ -59,6 +59,7 @@ for group in (
     tokens.group,
     keys.group,
     legacy.group,
+    federation.group,
 ):
     cli.add_command(group)
 cli.add_command(audit.audit)
