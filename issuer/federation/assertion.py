@@ -62,8 +62,8 @@ _MAX_JTI = 200
 class AssertionRefused(Refusal):
     """The workload token is refused; ``description`` is public, ``detail`` only logged."""
 
-    reason: str
     description: str
+    reason: str = "assertion_refused"
     detail: str | None = None
 
 
@@ -81,7 +81,7 @@ class FederatedGrant:
 
 
 def _refuse(reason: str, description: str, detail: str | None = None) -> AssertionRefused:
-    return AssertionRefused(reason, description, detail)
+    return AssertionRefused(description, reason=reason, detail=detail)
 
 
 class FederationVerifier:
@@ -170,12 +170,9 @@ def _parse(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _check_times(claims: Mapping[str, Any], now: int) -> None:
-    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-    if not _is_time(exp) or (nbf is not None and not _is_time(nbf)):
-        raise _refuse("assertion_malformed", ASSERTION_MALFORMED, "exp missing or not a time")
-    if iat is not None and not _is_time(iat):
-        raise _refuse("assertion_malformed", ASSERTION_MALFORMED, "iat not a time")
-    exp = float(exp)
+    exp, nbf, iat = (_time(claims, name) for name in ("exp", "nbf", "iat"))
+    if exp is None:
+        raise _refuse("assertion_malformed", ASSERTION_MALFORMED, "no exp")
     # RFC 7523 §3 items 4-6: reject an expired token, one not yet valid, and may reject
     # one issued too far in the past or the future.
     if exp + LEEWAY <= now:
@@ -189,8 +186,14 @@ def _check_times(claims: Mapping[str, Any], now: int) -> None:
         )
 
 
-def _is_time(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _time(claims: Mapping[str, Any], name: str) -> float | None:
+    """Return the NumericDate claim ``name`` (RFC 7519 §2), None if absent; refuse junk."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _refuse("assertion_malformed", ASSERTION_MALFORMED, f"{name} is not a time")
+    return float(value)
 
 
 def _first_use(
