@@ -20,6 +20,7 @@ import pytest
 import requests
 from flask.testing import FlaskCliRunner
 
+from clients import TokenClient, TokenRefused, WorkloadToken
 from issuer.db import Base, transaction
 from issuer.federation import FederatedKeys
 from issuer.lifecycle import add_user
@@ -438,3 +439,50 @@ def test_federation_add_refuses_unsafe_trusts(
     assert "not a service account" in refused(fed_runner, *base, "alice", "--subject", "x")
     assert "NAME=GLOB" in refused(fed_runner, *base, "deployer", "--claim", "repository")
     assert ok(fed_runner, "federation", "list") == []
+
+
+def test_token_client_reads_a_token_file_rewritten_while_it_runs(
+    keyswap: LiveIssuer, fed_runner: FlaskCliRunner, external: ExternalIssuer, tmp_path: Path
+) -> None:
+    trust(fed_runner, external, "--subject", "system:serviceaccount:prod:billing")
+    path = tmp_path / "token"
+
+    # As the kubelet does: write a new file, then swap it into place.
+    def project() -> str:
+        token = external.mint(profile="kubernetes", aud=keyswap.url)
+        staged = tmp_path / "token.new"
+        staged.write_text(token + "\n")
+        staged.replace(path)
+        return token
+
+    first = project()
+    with TokenClient(keyswap.token_url, workload_token=WorkloadToken.from_file(path)) as client:
+        token = client.fetch_token()
+        claims = jwt.decode(token.access_token, options={"verify_signature": False})
+        assert claims["sub"] == keyswap.user_id("deployer")
+        # The same projected token again is a replay: keyswap uses each one once.
+        with pytest.raises(TokenRefused) as refused_again:
+            client.fetch_token()
+        assert refused_again.value.description == "the assertion was already used"
+        second = project()
+        assert second != first
+        again = client.fetch_token(scope="deploy:read")
+        assert again.scope == "deploy:read"
+
+
+def test_token_client_takes_the_workload_token_from_env_or_a_callable(
+    keyswap: LiveIssuer,
+    fed_runner: FlaskCliRunner,
+    external: ExternalIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trust(fed_runner, external, "--subject", "repo:acme/api:*")
+    monkeypatch.setenv("ACTIONS_ID_TOKEN", external.mint(profile="github", aud=keyswap.url))
+    source = WorkloadToken.from_env("ACTIONS_ID_TOKEN")
+    with TokenClient(keyswap.token_url, workload_token=source) as client:
+        assert client.get_token().access_token
+    minted = WorkloadToken.from_callable(lambda: external.mint(profile="github", aud=keyswap.url))
+    with TokenClient(keyswap.token_url, workload_token=minted) as client:
+        assert client.fetch_token().access_token != client.fetch_token().access_token
+    with pytest.raises(ValueError, match="no other credential"):
+        TokenClient(keyswap.token_url, workload_token=minted, client_id="x", client_secret="y")
