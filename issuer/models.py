@@ -1,7 +1,7 @@
 """Typed ORM models: tenants, users, clients, secrets, signing keys, audit events.
 
 Statuses are string-valued enums; every time is aware UTC. Secrets are stored only as
-keyed hashes and private keys only sealed (see ``jwks.sealing``).
+keyed hashes and private keys only sealed (see ``keyswap.jwks.sealing``).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ class FederationTrust(Base):
 
     A workload token (GitHub Actions, GitLab CI, Kubernetes, SPIFFE) from ``issuer`` whose
     ``sub`` and claims match this trust's globs gets a token for ``service_account``
-    (RFC 7523 §2.1 jwt-bearer grant; ``issuer.federation``).
+    (RFC 7523 §2.1 jwt-bearer grant; ``keyswap.issuer.federation``).
     """
 
     __tablename__ = "federation_trusts"

@@ -3,8 +3,9 @@
 ``trusts`` (the trust relationships and the operations on them, shared by the CLI and
 any admin API), ``keys`` (the external issuers' keys, from OIDC discovery or a JWKS URL,
 fetched guarded and cached), ``assertion`` (checking a workload token: RFC 7523 §3 and
-the trust's conditions). The grants are ``issuer.grants.jwt_bearer`` and the RFC 8693
-branch of ``issuer.grants.token_exchange``; the commands are ``issuer.cli.federation``.
+the trust's conditions). The grants are ``keyswap.issuer.grants.jwt_bearer`` and the RFC 8693
+branch of ``keyswap.issuer.grants.token_exchange``; the commands are
+``keyswap.issuer.cli.federation``.
 """
 
 from __future__ import annotations

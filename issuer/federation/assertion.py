@@ -24,8 +24,8 @@ from sqlalchemy import Connection, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from clients.errors import IssuerUnavailable, UnknownKey
-from clients.jwks_cache import ASYMMETRIC_ALGS
+from keyswap.clients.errors import IssuerUnavailable, UnknownKey
+from keyswap.clients.jwks_cache import ASYMMETRIC_ALGS
 
 from ..errors import (
     ASSERTION_AUDIENCE,

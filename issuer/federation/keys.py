@@ -1,8 +1,8 @@
 """External issuers' signing keys: OIDC discovery → ``jwks_uri`` → keys by ``kid``.
 
-Every fetch goes through ``clients.outbound`` (total deadline, byte cap, no redirects, no
+Every fetch goes through ``keyswap.clients.outbound`` (total deadline, byte cap, no redirects, no
 private addresses unless ``KEYSWAP_OUTBOUND_ALLOW_PRIVATE``) and every key set through
-``clients.jwks_cache.RemoteKeySets`` (one fetch in flight per uri, ``max-age`` caching,
+``keyswap.clients.jwks_cache.RemoteKeySets`` (one fetch in flight per uri, ``max-age`` caching,
 backoff after failures, a key cap, asymmetric keys only, each bound to one algorithm).
 A ``kid`` the cached set lacks asks for one refetch per interval: an issuer that rotated
 is picked up at once, and a flood of forged kids costs it one request per interval.
@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import jwt
 
-from clients.errors import IssuerUnavailable, UnknownKey
-from clients.jwks_cache import RemoteKeySets, load_keys, parse_max_age
-from clients.outbound import (
+from keyswap.clients.errors import IssuerUnavailable, UnknownKey
+from keyswap.clients.jwks_cache import RemoteKeySets, load_keys, parse_max_age
+from keyswap.clients.outbound import (
     DEFAULT_DEADLINE,
     OutboundError,
     check_outbound_url,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from clients.outbound import check_outbound_url
+from keyswap.clients.outbound import check_outbound_url
 
 from .. import events
 from ..db import utcnow

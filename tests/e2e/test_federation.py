@@ -20,11 +20,11 @@ import pytest
 import requests
 from flask.testing import FlaskCliRunner
 
-from clients import TokenClient, TokenRefused, WorkloadToken
-from issuer.db import Base, transaction
-from issuer.federation import FederatedKeys
-from issuer.lifecycle import add_user
-from issuer.models import UserKind, UserStatus
+from keyswap.clients import TokenClient, TokenRefused, WorkloadToken
+from keyswap.issuer.db import Base, transaction
+from keyswap.issuer.federation import FederatedKeys
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import UserKind, UserStatus
 from tests.cli.invoke import ok, refused
 from tests.conftest import (
     KEPT_TABLES,

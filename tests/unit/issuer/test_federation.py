@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from issuer.federation import TrustRecord
-from issuer.federation.trusts import claim_value
-from issuer.models import TenantStatus, UserStatus
-from issuer.policy import OwnerStatus
+from keyswap.issuer.federation import TrustRecord
+from keyswap.issuer.federation.trusts import claim_value
+from keyswap.issuer.models import TenantStatus, UserStatus
+from keyswap.issuer.policy import OwnerStatus
 
 OWNER = OwnerStatus("svc_1", UserStatus.ACTIVE, "acme", TenantStatus.ACTIVE)
 KEYSWAP = ("https://auth.example", "https://auth.example/oauth/token")
