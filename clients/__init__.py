@@ -22,6 +22,7 @@ from .jwks_cache import JWKSCache
 from .token_cache import AccessToken, TokenCache
 from .token_client import TokenClient
 from .verifier import Principal, Verifier
+from .workload_token import WorkloadToken
 
 __all__ = [
     "ExpiredToken",
@@ -40,4 +41,5 @@ __all__ = [
     "RetryPolicy",
     "TokenCache",
     "TokenClient",
+    "WorkloadToken",
 ]

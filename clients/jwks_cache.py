@@ -174,6 +174,14 @@ class RemoteKeySet(Generic[T]):
             return snapshot.keys
         return self._refreshed(None)
 
+    def current_lacking(self, lacks: Callable[[T], bool]) -> T:
+        """Return the keys; if ``lacks(keys)`` (an unknown kid), fetch at most once per interval."""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot.expires_at:
+            if not lacks(snapshot.keys):
+                return snapshot.keys
+        return self._refreshed(lacks)
+
     def cached_keys(self) -> T | None:
         """Return the keys if the cache is fresh, without fetching."""
         snapshot = self._snapshot
@@ -329,9 +337,13 @@ class RemoteKeySets(Generic[T]):
         self._caches: dict[str, RemoteKeySet[T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, uri: str) -> T:
-        """Return the keys at ``uri``; ``IssuerUnavailable`` if they cannot be had."""
-        return self.cache(uri).current()
+    def get(self, uri: str, lacks: Callable[[T], bool] | None = None) -> T:
+        """Return the keys at ``uri``; ``IssuerUnavailable`` if they cannot be had.
+
+        ``lacks`` tells a set that misses what the caller needs (``current_lacking``).
+        """
+        cache = self.cache(uri)
+        return cache.current() if lacks is None else cache.current_lacking(lacks)
 
     def cache(self, uri: str) -> RemoteKeySet[T]:
         """Return the cache of ``uri``, making it on first use."""

@@ -1,4 +1,5 @@
-"""Get keyswap access tokens: client credentials (RFC 6749 §4.4) and legacy key exchange (RFC 8693).
+"""Get keyswap access tokens: client credentials (RFC 6749 §4.4), legacy key exchange (RFC 8693),
+and a workload's platform token by the JWT bearer grant (RFC 7523 §2.1, ``workload_token``).
 
 ::
 
@@ -30,11 +31,14 @@ from .client_assertion import ASSERTION_TYPE, AssertionSigner, PrivateKey
 from .errors import IssuerUnavailable, TokenError, TokenRefused
 from .outbound import require_secure_url
 from .token_cache import AccessToken, TokenCache
+from .workload_token import WorkloadToken
 
 CLIENT_CREDENTIALS = "client_credentials"
 #: RFC 8693 §2.1 grant type, and keyswap's subject token type for a legacy API key.
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TOKEN_TYPE = "urn:keyswap:params:oauth:token-type:api-key"
+#: RFC 7523 §2.1: a workload's token from a trusted issuer (workload identity federation).
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 METADATA_SUFFIX = "/.well-known/oauth-authorization-server"
 #: Response fields that announce a credential's retirement (RFC 9745 §2, RFC 8594 §3).
 DEPRECATION_FIELDS = ("Deprecation", "Sunset", "Link")
@@ -77,6 +81,7 @@ class TokenClient:
         signing_alg: str | None = None,
         key_id: str | None = None,
         api_key: str | None = None,
+        workload_token: WorkloadToken | None = None,
         scope: Scope = None,
         resource: str | None = None,
         session: requests.Session | None = None,
@@ -91,7 +96,8 @@ class TokenClient:
 
         Give ``token_url``, or ``issuer`` to find it in the issuer's metadata. Give a
         ``client_id`` with ``client_secret`` or ``private_key`` (PEM or JWK) for client
-        credentials, or ``api_key`` alone to exchange a legacy key. ``scope`` and
+        credentials, or ``api_key`` alone to exchange a legacy key, or ``workload_token``
+        alone to trade the platform's token for this workload (no secret at all). ``scope`` and
         ``resource`` are the defaults of ``get_token``. ``clock`` (monotonic seconds) times
         the cache; a token is refreshed ``refresh_margin`` seconds, or ``refresh_fraction``
         of its lifetime if that is shorter, before it expires.
@@ -106,7 +112,10 @@ class TokenClient:
         self.issuer = issuer.rstrip("/") if issuer else None
         self._token_url = token_url
         self.client_id = client_id
+        if workload_token is not None and (client_id or client_secret or private_key or api_key):
+            raise ValueError("a workload_token is the credential; give no other credential")
         self.auth_method = _auth_method(auth_method, client_id, client_secret, private_key, api_key)
+        self._workload_token = workload_token
         self._secret = client_secret
         self._signer = (
             AssertionSigner(client_id, private_key, alg=signing_alg, kid=key_id)
@@ -174,6 +183,16 @@ class TokenClient:
         """Ask the issuer for a new token now, bypassing the cache (retries included)."""
         if self._api_key is not None:
             return self.exchange_api_key(self._api_key, scope=scope, resource=resource)
+        if self._workload_token is not None:
+            return self._request_token(
+                _optional(
+                    grant_type=JWT_BEARER,
+                    scope=normalize_scope(scope) or self.scope,
+                    resource=resource or self.resource,
+                ),
+                authenticate=False,
+                assertion=self._workload_token,
+            )
         if self.client_id is None:
             raise ValueError("client credentials need a client_id (or give api_key)")
         form = _optional(
@@ -223,14 +242,23 @@ class TokenClient:
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    def _request_token(self, form: dict[str, str], *, authenticate: bool) -> AccessToken:
+    def _request_token(
+        self,
+        form: dict[str, str],
+        *,
+        authenticate: bool,
+        assertion: WorkloadToken | None = None,
+    ) -> AccessToken:
         url = self.token_url
         sent_at = [self._clock()]
 
         def send() -> requests.Response:
             # Built per attempt: a private_key_jwt assertion must carry a fresh jti each
-            # time, or a retry after a lost response would be refused as a replay.
+            # time, or a retry after a lost response would be refused as a replay; and a
+            # workload token is read afresh, the platform may have rotated it meanwhile.
             data, headers = dict(form), {"Accept": "application/json"}
+            if assertion is not None:
+                data["assertion"] = assertion.read()
             if authenticate:
                 self._authenticate(url, data, headers)
             sent_at[0] = self._clock()

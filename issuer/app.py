@@ -28,7 +28,9 @@ from .client_auth import SecretAuthenticator
 from .config import Settings
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from .federation import check_federated_token
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.jwt_bearer import JWTBearerGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
@@ -188,11 +190,13 @@ def create_app(
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
+    server.register_grant(JWTBearerGrant)
     server.credential_checks.append(check_legacy_token)
     limits = RateLimits(settings)
     server.limit_client = limits.limit_client
     usage = UsageAccumulator(sessions)
     app.extensions[USAGE_EXTENSION] = usage
+    server.credential_checks.append(check_federated_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
     from .metadata import Discovery

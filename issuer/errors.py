@@ -49,6 +49,24 @@ RATE_LIMITED = "the caller is rate limited; retry after {seconds} seconds"
 UNAVAILABLE = "the service is temporarily unavailable; retry later"
 SERVER_ERROR = "the server failed to handle the request"
 BEARER_REQUIRED = "a bearer access token from this issuer is required"
+# Workload identity federation (jwt-bearer grant, RFC 7523 §2.1): what is wrong with the
+# presented token, never which trusts exist for other workloads.
+FEDERATION_UNTRUSTED_ISSUER = "the assertion's issuer is not trusted"
+FEDERATION_NO_MATCH = "no federation trust matches the assertion's subject and claims"
+FEDERATION_AMBIGUOUS = (
+    "several federation trusts match the assertion; this is a configuration error"
+)
+FEDERATION_ISSUER_UNAVAILABLE = (
+    "the keys of the assertion's issuer cannot be fetched now; retry later"
+)
+ASSERTION_MALFORMED = "the assertion is not a well-formed JWT with iss, sub, exp and kid"
+ASSERTION_SIGNATURE = "the assertion's signature or algorithm is not valid"
+ASSERTION_UNKNOWN_KEY = "the assertion's signing key is not published by its issuer"
+ASSERTION_EXPIRED = "the assertion expired at {at}"
+ASSERTION_FUTURE = "the assertion is not valid yet"
+ASSERTION_LIFETIME = "the assertion's lifetime exceeds {seconds} seconds"
+ASSERTION_AUDIENCE = "the assertion's audience does not name this server"
+ASSERTION_REPLAYED = "the assertion was already used"
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

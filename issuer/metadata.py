@@ -20,7 +20,11 @@ from .config import Settings
 
 log = logging.getLogger(__name__)
 
-GRANT_TYPES = ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]
+GRANT_TYPES = [
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 ASSERTION_ALGS = ["ES256", "ES384", "RS256", "PS256", "Ed25519", "EdDSA"]
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]

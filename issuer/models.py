@@ -304,3 +304,36 @@ class ScimProfile(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FederationTrust(Base):
+    """A trusted external issuer whose workload tokens map to one service account.
+
+    A workload token (GitHub Actions, GitLab CI, Kubernetes, SPIFFE) from ``issuer`` whose
+    ``sub`` and claims match this trust's globs gets a token for ``service_account``
+    (RFC 7523 §2.1 jwt-bearer grant; ``keyswap.issuer.federation``).
+    """
+
+    __tablename__ = "federation_trusts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(2000), index=True)
+    #: The issuer's JWK Set; None means the ``jwks_uri`` of its OIDC discovery document.
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    service_account_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    #: The ``aud`` the workload token must carry; None: keyswap's issuer or token endpoint.
+    audience: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    #: Claim path (``/``-separated) → glob its value must match.
+    claims: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    #: ``aud`` values the issued tokens may carry (RFC 8707 ``resource``).
+    resources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Tokens issued through this trust at or before this time are inactive.
+    tokens_revoked_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: A removed trust stays as a tombstone so its tokens turn inactive.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    service_account: Mapped[User] = relationship(lazy="joined")

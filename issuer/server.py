@@ -43,6 +43,7 @@ from .errors import (
     UnsupportedTokenType,
 )
 from .events import TOKEN_REVOKED, record
+from .federation import FederatedKeys, FederationVerifier
 from .grants import reject_repeated
 from .introspection import CredentialCheck, introspect
 from .keyring import KeyRing
@@ -157,6 +158,13 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
                     deadline=settings.outbound_deadline,
                 ),
             ),
+        )
+        #: Workload identity federation: trusted issuers' keys, fetched with the same guards.
+        self.federation = FederationVerifier(
+            FederatedKeys(
+                allow_private=settings.outbound_allow_private, deadline=settings.outbound_deadline
+            ),
+            audiences=[settings.issuer, settings.token_endpoint],
         )
         self.register_endpoint(_Revocation)
         self.register_endpoint(_Introspection)

@@ -1,4 +1,7 @@
-"""Token exchange (RFC 8693) of a legacy API key for an RFC 9068 access token.
+"""Token exchange (RFC 8693) of a legacy API key, or a workload's JWT, for an access token.
+
+A subject token of type ``urn:ietf:params:oauth:token-type:jwt`` is a workload token from
+a trusted issuer, checked exactly as by the JWT bearer grant (``federated``).
 
 The subject token is the key itself, so it is the credential: no client authentication.
 Order (STYLE.md): the key is found by its keyed hash (until then, only "unknown API key");
@@ -46,6 +49,7 @@ from ..tokens import (
 )
 from . import reject_repeated, sign_for_owner
 from .client_credentials import refuse_owner
+from .federated import check_workload_token, resolve_for_trust, sign_federated
 
 if TYPE_CHECKING:
     from ..app import Keyswap
@@ -53,6 +57,9 @@ if TYPE_CHECKING:
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 #: The subject token type of a legacy API key (a keyswap URN: RFC 8693 §3 allows others).
 API_KEY_TOKEN_TYPE = "urn:keyswap:params:oauth:token-type:api-key"
+#: RFC 8693 §3: a JWT; here a workload's token from a trusted issuer (federation).
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+SUBJECT_TOKEN_TYPES = (API_KEY_TOKEN_TYPE, JWT_TOKEN_TYPE)
 MIGRATION_GUIDE_URL = "https://github.com/keyswap/keyswap/blob/main/docs/migration-guide.md"
 
 
@@ -105,8 +112,10 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
         token_type = data.get("subject_token_type")
         if not token_type:
             raise InvalidRequest("missing subject_token_type parameter")
-        if token_type != API_KEY_TOKEN_TYPE:
-            raise InvalidRequest(f"unsupported subject_token_type; use {API_KEY_TOKEN_TYPE}")
+        if token_type not in SUBJECT_TOKEN_TYPES:
+            raise InvalidRequest(
+                f"unsupported subject_token_type; use {' or '.join(SUBJECT_TOKEN_TYPES)}"
+            )
         requested = data.get("requested_token_type")
         if requested and requested != ACCESS_TOKEN_TYPE_URN:
             raise InvalidRequest(f"unsupported requested_token_type; use {ACCESS_TOKEN_TYPE_URN}")
@@ -127,9 +136,14 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             # RFC 6749 §5.2: credentials that fail are invalid_client (401), whatever the
             # grant; a request that sends none needs none here.
             self.authenticate_token_endpoint_client()
-        api_key = self._check_parameters()
+        subject_token = self._check_parameters()
+        self.federated = None
+        if payload.data.get("subject_token_type") == JWT_TOKEN_TYPE:
+            self.federated = check_workload_token(self, subject_token, InvalidRequest)
+            resolve_for_trust(self, self.federated)
+            return
         keyswap = cast("Keyswap", current_app.extensions["keyswap"])
-        key_hash = hash_api_key(keyswap.hasher, api_key)
+        key_hash = hash_api_key(keyswap.hasher, subject_token)
         record = read_live(
             self.server.reader, lambda connection: load_legacy_key(connection, key_hash)
         )
@@ -154,6 +168,11 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Sign the token and answer RFC 8693 §2.2.1, counting the key's use."""
+        if self.federated is not None:
+            token = sign_federated(self, self.federated)
+            body = token.response_body(" ".join(self.scopes))
+            body["issued_token_type"] = ACCESS_TOKEN_TYPE_URN
+            return 200, body, self.TOKEN_RESPONSE_HEADER
         record: LegacyRecord = self.record
         now = utcnow()
         token = sign_for_owner(

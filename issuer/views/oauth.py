@@ -38,6 +38,7 @@ def token() -> Response:
         owner=claims["sub"],
         tenant=claims["tenant"],
         jti=claims["jti"],
+        federated=claims.get("ks_federated"),  # the external workload, for federated tokens
     )
     return response
 

@@ -153,7 +153,8 @@ def test_owner_state_is_not_told_for_an_unknown_key(live_issuer):
         ({"subject_token_type": None}, "missing subject_token_type parameter"),
         (
             {"subject_token_type": ACCESS_TOKEN},
-            f"unsupported subject_token_type; use {API_KEY_TOKEN_TYPE}",
+            f"unsupported subject_token_type; use {API_KEY_TOKEN_TYPE} or "
+            "urn:ietf:params:oauth:token-type:jwt",
         ),
         ({"subject_token": None}, "missing subject_token parameter"),
         (

@@ -120,6 +120,7 @@ def test_discovery_points_verifiers_at_the_jwks(live_issuer, path):
     assert metadata["grant_types_supported"] == [
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ]
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",

@@ -33,6 +33,7 @@ def test_metadata_lists_only_supported_grants_methods_and_algorithms(tmp_path):
     assert document["grant_types_supported"] == [
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ]
     assert document["token_endpoint_auth_methods_supported"] == methods
     assert document["revocation_endpoint_auth_methods_supported"] == methods
