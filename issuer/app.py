@@ -35,6 +35,8 @@ from .legacy import check_legacy_token
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
 from .server import KeyswapServer
+from .status_leases import StatusLeases
+from .status_publisher import StatusListPublisher
 from .storage import requestable_scopes
 
 if TYPE_CHECKING:
@@ -63,6 +65,8 @@ class Keyswap:
     server: KeyswapServer
     metrics: Metrics
     discovery: Discovery
+    #: Signed status lists, rebuilt from the database at most once per interval.
+    status_lists: StatusListPublisher
 
 
 def current_keyswap() -> Keyswap:
@@ -174,6 +178,7 @@ def create_app(
         SecretAuthenticator(hasher, utcnow),
         session=request_session,
         reader=reader,
+        status_leases=StatusLeases(sessions, max_token_ttl=settings.max_token_ttl),
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
@@ -195,6 +200,9 @@ def create_app(
         server=server,
         metrics=Metrics(),
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
+        status_lists=StatusListPublisher(
+            sessions, keyring, issuer=settings.issuer, ttl=settings.status_list_ttl, clock=clock
+        ),
     )
 
     app.teardown_appcontext(_close_session)
@@ -206,10 +214,11 @@ def create_app(
     app.register_error_handler(NoSigningKey, _render_no_signing_key)
     app.register_error_handler(Exception, _render_unexpected)
 
-    from .views import oauth, ops, wellknown
+    from .views import oauth, ops, statuslists, wellknown
 
     limit_blueprint(app, RateLimits(settings), oauth.bp.name)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(statuslists.bp)
     return app

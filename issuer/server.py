@@ -46,6 +46,7 @@ from .grants import reject_repeated
 from .introspection import CredentialCheck, introspect
 from .keyring import KeyRing
 from .revocation import revoke_claims
+from .status_leases import StatusLeases
 from .storage import ClientRecord, load_client_record
 from .tokens import ACCESS_TOKEN_TYP
 
@@ -133,6 +134,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         authenticator: SecretAuthenticator,
         session: Callable[[], Session],
         reader: Engine,
+        status_leases: StatusLeases,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -140,6 +142,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.session = session
         #: Autocommit engine for the hot path's single-statement reads.
         self.reader = reader
+        #: Status list entries for issued tokens, leased in blocks.
+        self.status_leases = status_leases
         #: Live-status checks for credentials that are not registered clients (legacy keys).
         self.credential_checks: list[CredentialCheck] = []
         self.register_client_auth_method("client_secret_basic", basic_method(authenticator))
