@@ -105,6 +105,11 @@ class StatusListPublisher:
         finally:
             self._lock.release()
 
+    def forget(self) -> None:
+        """Drop every cached list (tests that empty the database between cases)."""
+        self._lists.clear()
+        self._count = None
+
     def max_age(self, published: PublishedList) -> int:
         """Return how long a verifier may still cache ``published``: ``ttl`` minus its age."""
         age = (self._clock() - published.built_at).total_seconds()

@@ -1,0 +1,250 @@
+"""Token Status Lists over HTTP: every revocation path flips the token's bit, and only its.
+
+Each case issues a victim token and a sibling (another client, owner and tenant), has a
+``Verifier(check_status=True)`` accept both, revokes the victim one way, moves the app's
+clock past the list's rebuild interval and the verifier's clock past the ``ttl``: the
+verifier then refuses the victim and still accepts the sibling. The served list is also
+decoded by an independent implementation of the draft (the ``token-status-list`` package).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from token_status_list import BitArray
+
+from clients import RevokedToken, UnknownKey, Verifier
+from issuer.cli import cli
+from issuer.status_lists import BLOCK_SIZE, STATUS_LIST_MEDIA_TYPE
+
+from ..clients.test_verifier import Clock as VerifierClock
+from .test_key_rotation import Clock as AppClock
+from .test_token_exchange import _exchange, _key
+
+TTL = 6
+
+
+@dataclass
+class Setup:
+    issuer: Any
+    clock: AppClock
+    vclock: VerifierClock
+    verifier: Verifier
+
+
+@pytest.fixture
+def setup(isolated_issuer) -> Setup:
+    clock = AppClock()
+    issuer = isolated_issuer(clock, status_list_ttl=TTL, key_refresh_interval=0)
+    vclock = VerifierClock()
+    verifier = Verifier(issuer.url, issuer.url, check_status=True, clock=vclock)
+    return Setup(issuer, clock, vclock, verifier)
+
+
+def _token(issuer, creds) -> str:
+    response = issuer.token(creds)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _cli(issuer, *args: str) -> dict[str, Any]:
+    result = issuer.app.test_cli_runner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def _status(token: str) -> tuple[str, int]:
+    entry = jwt.decode(token, options={"verify_signature": False})["status"]["status_list"]
+    return entry["uri"], entry["idx"]
+
+
+def _served_bit(issuer, token: str) -> int:
+    """Fetch the token's list over HTTP and read its bit with the independent library."""
+    uri, idx = _status(token)
+    response = requests.get(uri, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == STATUS_LIST_MEDIA_TYPE
+    claims = jwt.decode(response.text, options={"verify_signature": False})
+    return int(BitArray.load(claims["status_list"]).get(idx))
+
+
+def _move_past_ttl(s: Setup) -> None:
+    s.clock.advance(s.issuer.keyswap.status_lists.rebuild_interval + 0.5)
+    s.vclock.now += TTL + 1
+
+
+def _revoke_rfc7009(s, victim, token):
+    response = requests.post(
+        f"{s.issuer.url}/oauth/revoke",
+        data={"token": token},
+        auth=(victim.client_id, victim.client_secret),
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+
+def _revoke_jti(s, victim, token):
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    _cli(s.issuer, "tokens", "revoke", "--jti", jti)
+
+
+PATHS = {
+    "rfc7009": _revoke_rfc7009,
+    "tokens-revoke-jti": _revoke_jti,
+    "tokens-revoke-client": lambda s, v, t: _cli(
+        s.issuer, "tokens", "revoke", "--client", v.client_id
+    ),
+    "tokens-revoke-user": lambda s, v, t: _cli(s.issuer, "tokens", "revoke", "--user", v.user),
+    "user-suspended": lambda s, v, t: _cli(s.issuer, "users", "suspend", v.user),
+    "user-deactivated": lambda s, v, t: _cli(s.issuer, "users", "deactivate", v.user),
+    "user-deleted": lambda s, v, t: _cli(s.issuer, "users", "delete", v.user),
+    "tenant-suspended": lambda s, v, t: _cli(s.issuer, "tenants", "suspend", v.tenant),
+    "client-disabled": lambda s, v, t: _cli(s.issuer, "clients", "disable", v.client_id),
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_revocation_path_flips_the_tokens_bit_within_one_ttl(setup, path):
+    s = setup
+    victim = s.issuer.create_client(tenant="acme")
+    sibling = s.issuer.create_client(tenant="globex")
+    token, other = _token(s.issuer, victim), _token(s.issuer, sibling)
+    kept = _token(s.issuer, victim) if path in {"rfc7009", "tokens-revoke-jti"} else None
+    for t in (token, other):
+        s.verifier.verify(t)
+    assert _served_bit(s.issuer, token) == 0
+
+    PATHS[path](s, victim, token)
+    _move_past_ttl(s)
+
+    assert _served_bit(s.issuer, token) == 1
+    assert _served_bit(s.issuer, other) == 0
+    with pytest.raises(RevokedToken):
+        s.verifier.verify(token)
+    assert s.verifier.verify(other).client_id == sibling.client_id
+    if kept is not None:  # a single revocation flips one bit, not its block
+        assert s.verifier.verify(kept).client_id == victim.client_id
+
+
+def test_legacy_key_revoked_flips_its_exchanged_tokens(setup):
+    s = setup
+    api_key, key_id = _key(s.issuer, "billing-svc", tenant="acme")
+    response = _exchange(s.issuer, api_key)
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    sibling = s.issuer.create_client(tenant="globex")
+    other = _token(s.issuer, sibling)
+    s.verifier.verify(token)
+
+    _cli(s.issuer, "legacy", "revoke", key_id)
+    _move_past_ttl(s)
+
+    assert (_served_bit(s.issuer, token), _served_bit(s.issuer, other)) == (1, 0)
+    with pytest.raises(RevokedToken):
+        s.verifier.verify(token)
+    s.verifier.verify(other)
+
+
+def test_signing_key_revoked_flips_the_tokens_it_signed(setup):
+    s = setup
+    victim = s.issuer.create_client(tenant="acme")
+    sibling = s.issuer.create_client(tenant="globex")
+    token = _token(s.issuer, victim)
+    old_kid = jwt.get_unverified_header(token)["kid"]
+    new_kid = _cli(s.issuer, "keys", "rotate", "--now")["kid"]
+    s.clock.advance(s.issuer.keyswap.settings.rotation_schedule.settle.total_seconds() + 1)
+    s.issuer.keyswap.maintenance.run_once()
+    other = _token(s.issuer, sibling)
+    assert jwt.get_unverified_header(other)["kid"] == new_kid
+
+    _cli(s.issuer, "keys", "revoke", old_kid)
+    s.issuer.keyswap.maintenance.run_once()
+    _move_past_ttl(s)
+
+    assert (_served_bit(s.issuer, token), _served_bit(s.issuer, other)) == (1, 0)
+    # The key left the JWK Set too: the old token fails on either ground.
+    with pytest.raises((RevokedToken, UnknownKey)):
+        s.verifier.verify(token)
+    s.verifier.verify(other)
+
+
+def test_reactivation_never_revives_a_revoked_token_and_new_tokens_are_valid(setup):
+    s = setup
+    victim = s.issuer.create_client(tenant="acme")
+    token = _token(s.issuer, victim)
+    _cli(s.issuer, "users", "suspend", victim.user)
+    _cli(s.issuer, "users", "activate", victim.user)
+    fresh = _token(s.issuer, victim)
+    _move_past_ttl(s)
+
+    with pytest.raises(RevokedToken):
+        s.verifier.verify(token)
+    # The process noticed the cutoff moved and leased a new, clean block.
+    assert _status(fresh)[1] // BLOCK_SIZE != _status(token)[1] // BLOCK_SIZE
+    assert s.verifier.verify(fresh).client_id == victim.client_id
+
+
+def test_no_database_write_per_token_one_lease_per_block(setup):
+    s = setup
+    creds = s.issuer.create_client()
+    leases = s.issuer.keyswap.server.status_leases
+    before = leases.leased
+    tokens = [_token(s.issuer, creds) for _ in range(20)]
+    assert leases.leased - before == 1
+    indices = [_status(t)[1] for t in tokens]
+    assert len(set(indices)) == 20
+    assert all(i // BLOCK_SIZE == indices[0] // BLOCK_SIZE for i in indices)
+
+
+def test_served_list_is_signed_once_per_interval_with_matching_cache_headers(setup):
+    s = setup
+    creds = s.issuer.create_client()
+    uri, _idx = _status(_token(s.issuer, creds))
+    publisher = s.issuer.keyswap.status_lists
+    responses = [requests.get(uri, timeout=10) for _ in range(5)]
+    assert publisher.builds == 1
+    assert len({r.content for r in responses}) == 1
+    first = responses[0]
+    assert first.headers["Cache-Control"] == f"public, max-age={TTL}"
+    header = jwt.get_unverified_header(first.text)
+    assert header["typ"] == "statuslist+jwt"
+    jwks = requests.get(f"{s.issuer.url}/jwks.json", timeout=10).json()
+    assert header["kid"] in {k["kid"] for k in jwks["keys"]}
+    claims = jwt.decode(
+        first.text,
+        jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == header["kid"])),
+        algorithms=[header["alg"]],
+    )
+    assert claims["sub"] == uri
+    assert claims["ttl"] == TTL
+    assert claims["exp"] > claims["iat"]
+    assert claims["status_list"]["bits"] == 1
+
+    etag = first.headers["ETag"]
+    again = requests.get(uri, headers={"If-None-Match": etag}, timeout=10)
+    assert again.status_code == 304
+    s.clock.advance(publisher.rebuild_interval + 0.5)
+    requests.get(uri, timeout=10)
+    assert publisher.builds == 2
+
+
+def test_aggregation_endpoint_is_in_the_metadata_and_lists_every_list(setup):
+    s = setup
+    metadata = requests.get(f"{s.issuer.url}/.well-known/oauth-authorization-server", timeout=10)
+    endpoint = metadata.json()["status_list_aggregation_endpoint"]
+    assert endpoint == f"{s.issuer.url}/statuslists"
+    uri, _ = _status(_token(s.issuer, s.issuer.create_client()))
+    s.clock.advance(s.issuer.keyswap.status_lists.rebuild_interval + 0.5)
+    assert requests.get(endpoint, timeout=10).json() == {"status_lists": [uri]}
+
+
+@pytest.mark.parametrize("path", ["/statuslists/7", "/statuslists/999999999999", "/statuslists/x"])
+def test_unknown_list_is_404_json(setup, path):
+    response = requests.get(setup.issuer.url + path, timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"] == "invalid_request"
