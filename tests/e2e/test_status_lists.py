@@ -23,6 +23,7 @@ from issuer.cli import cli
 from issuer.status_lists import BLOCK_SIZE, STATUS_LIST_MEDIA_TYPE
 
 from ..clients.test_verifier import Clock as VerifierClock
+from ..conftest import LiveIssuer, make_settings, prepared_app, start_live_server, stop_live_server
 from .test_key_rotation import Clock as AppClock
 from .test_token_exchange import _exchange, _key
 
@@ -248,3 +249,73 @@ def test_unknown_list_is_404_json(setup, path):
     response = requests.get(setup.issuer.url + path, timeout=10)
     assert response.status_code == 404
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.fixture
+def two_processes(databases, kek, tmp_path):
+    """Two apps on one database, both answering as the second one's URL (one issuer)."""
+    clock = AppClock()
+    url = databases.create()
+    started = []
+    second = start_live_server(
+        lambda base: prepared_app(
+            make_settings(url, kek, tmp_path, issuer=base, status_list_ttl=TTL), clock
+        )
+    )
+    started.append(second)
+    first = start_live_server(
+        lambda _base: prepared_app(
+            make_settings(url, kek, tmp_path, issuer=second.url, status_list_ttl=TTL), clock
+        )
+    )
+    started.append(first)
+    yield clock, LiveIssuer(first), LiveIssuer(second)
+    for live in started:
+        stop_live_server(live)
+
+
+def _token_at(url: str, creds) -> str:
+    response = requests.post(
+        f"{url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def test_two_processes_lease_apart_and_a_revocation_through_one_shows_at_the_other(
+    two_processes,
+):
+    clock, first, second = two_processes
+    victim = first.create_client(tenant="acme")
+    sibling = first.create_client(tenant="globex")
+    # The same client gets tokens from both processes: each leased its own block.
+    at_first, at_second = _token_at(first.url, victim), _token_at(second.url, victim)
+    blocks = {_status(t)[1] // BLOCK_SIZE for t in (at_first, at_second)}
+    assert len(blocks) == 2
+    other = _token_at(first.url, sibling)
+    vclock = VerifierClock()
+    verifier = Verifier(second.url, second.url, check_status=True, clock=vclock)
+    for t in (at_first, at_second, other):
+        verifier.verify(t)
+
+    # Revoked through the first process (RFC 7009 there); the second serves the lists.
+    _revoke_rfc7009(Setup(first, clock, vclock, verifier), victim, at_second)
+    clock.advance(second.keyswap.status_lists.rebuild_interval + 0.5)
+    vclock.now += TTL + 1
+
+    assert _served_bit(second, at_second) == 1
+    with pytest.raises(RevokedToken):
+        verifier.verify(at_second)
+    verifier.verify(at_first)
+    verifier.verify(other)
+
+    # A cascade through the second process reaches the first process's block as well.
+    _cli(second, "clients", "disable", victim.client_id)
+    clock.advance(second.keyswap.status_lists.rebuild_interval + 0.5)
+    vclock.now += TTL + 1
+    with pytest.raises(RevokedToken):
+        verifier.verify(at_first)
+    verifier.verify(other)
