@@ -11,11 +11,11 @@ from ..status_lists import STATUS_LIST_MEDIA_TYPE
 bp = Blueprint("statuslists", __name__)
 
 
-@bp.get("/statuslists/<int:list_id>")
-def status_list(list_id: int) -> Response:
+@bp.get("/statuslists/<int:id>")
+def status_list(id: int) -> Response:  # noqa: A002 - the documented parameter name
     """Serve one signed list, cacheable for what remains of its ``ttl`` (§8.1, §13.6)."""
     publisher = current_keyswap().status_lists
-    published = publisher.get(list_id)
+    published = publisher.get(id)
     if published is None:
         raise InvalidRequest("no such status list", status=404, reason="http_404")
     response = Response(published.body, mimetype=STATUS_LIST_MEDIA_TYPE)
