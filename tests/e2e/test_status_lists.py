@@ -319,3 +319,44 @@ def test_two_processes_lease_apart_and_a_revocation_through_one_shows_at_the_oth
     with pytest.raises(RevokedToken):
         verifier.verify(at_first)
     verifier.verify(other)
+
+
+def test_framework_glue_refuses_a_revoked_token_with_check_status(setup):
+    from flask import Flask
+    from werkzeug.test import Client
+
+    from clients.flask import KeyswapAuth, require_token
+    from clients.wsgi import BearerMiddleware
+
+    from ..clients.test_middleware import TestClient, _starlette, _whoami
+
+    s = setup
+    victim, sibling = s.issuer.create_client(), s.issuer.create_client(tenant="globex")
+    token, other = _token(s.issuer, victim), _token(s.issuer, sibling)
+    flask_app = Flask("orders")
+    KeyswapAuth(
+        flask_app, issuer=s.issuer.url, audience=s.issuer.url, check_status=True, clock=s.vclock
+    )
+
+    @flask_app.get("/")
+    @require_token()
+    def index() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    wsgi = Client(BearerMiddleware(_whoami, s.verifier))
+    asgi = TestClient(_starlette(s.verifier))
+    flask_client = flask_app.test_client()
+
+    def statuses(t: str) -> list[int]:
+        headers = {"Authorization": f"Bearer {t}"}
+        return [
+            wsgi.get("/", headers=headers).status_code,
+            asgi.get("/", headers=headers).status_code,
+            flask_client.get("/", headers=headers).status_code,
+        ]
+
+    assert statuses(token) == statuses(other) == [200, 200, 200]
+    _cli(s.issuer, "tokens", "revoke", "--client", victim.client_id)
+    _move_past_ttl(s)
+    assert statuses(token) == [401, 401, 401]
+    assert statuses(other) == [200, 200, 200]
