@@ -14,8 +14,8 @@ Three measurements, in one run:
    endpoint (``client_credentials``) through the WSGI stack in-process, on a scratch
    SQLite or PostgreSQL (``--backend``) database; "without" swaps the process's leases for a
    stub that hands out no entry, so the difference is the whole cost of the feature
-   (allocation, block leases amortised, the bigger claim set). Alternating rounds, in CPU
-   time of the requesting thread; the median per request.
+   (allocation, block leases amortised, the bigger claim set). Requests alternate one by
+   one between the two, in CPU time of the requesting thread; the median over rounds.
 
     python -m bench status [--rounds 9] [--iterations 2000] [--tokens 400]
                            [--backend sqlite|postgres]
@@ -238,21 +238,25 @@ def issuance_cost(rounds: int, tokens: int, backend: str) -> dict[str, Any]:
             )
             assert response.status_code == 200, response.get_data(as_text=True)
 
-        def timed(leases: object) -> float:
-            # CPU time of this thread (the whole request, and SQLite's work, run in it): on a
-            # shared machine wall time moves at random more than the code does.
-            keyswap.server.status_leases = leases  # type: ignore[assignment]
-            started = time.thread_time()
+        def timed_pair() -> tuple[float, float]:
+            # Requests alternate one by one between the two, so the machine's drift (shared
+            # cores, frequency) falls on both alike. CPU time of this thread: the whole
+            # request, and SQLite's work, run in it.
+            spent = {"with": 0.0, "without": 0.0}
             for _ in range(tokens):
-                request()
-            return (time.thread_time() - started) / tokens
+                for side, leases in (("without", stub), ("with", real)):
+                    keyswap.server.status_leases = leases  # type: ignore[assignment]
+                    started = time.thread_time()
+                    request()
+                    spent[side] += time.thread_time() - started
+            return spent["with"] / tokens, spent["without"] / tokens
 
-        for leases in (real, stub):
-            timed(leases)  # warm-up
+        timed_pair()  # warm-up
         with_ms, without_ms = [], []
         for _ in range(rounds):
-            without_ms.append(timed(stub))
-            with_ms.append(timed(real))
+            w, wo = timed_pair()
+            with_ms.append(w)
+            without_ms.append(wo)
         keyswap.server.status_leases = real
         leased = real.leased
         keyswap.engine.dispose()

@@ -328,7 +328,10 @@ def test_framework_glue_refuses_a_revoked_token_with_check_status(setup):
     from clients.flask import KeyswapAuth, require_token
     from clients.wsgi import BearerMiddleware
 
-    from ..clients.test_middleware import TestClient, _starlette, _whoami
+    from ..clients import test_middleware
+
+    TestClient = test_middleware.TestClient  # type: ignore[attr-defined]
+    _starlette, _whoami = test_middleware._starlette, test_middleware._whoami
 
     s = setup
     victim, sibling = s.issuer.create_client(), s.issuer.create_client(tenant="globex")
