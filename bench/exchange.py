@@ -29,16 +29,16 @@ import requests
 from sqlalchemy import insert
 from werkzeug.serving import make_server
 
-from issuer import create_app
-from issuer.app import Keyswap
-from issuer.config import Settings
-from issuer.db import transaction, upgrade_schema, utcnow
-from issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
-from issuer.keyring import ensure_signing_key
-from issuer.legacy.keys import hash_api_key, load_legacy_key, new_key_id
-from issuer.legacy.usage import USAGE_EXTENSION
-from issuer.lifecycle import add_user
-from issuer.models import LegacyKey, UserKind
+from keyswap.issuer import create_app
+from keyswap.issuer.app import Keyswap
+from keyswap.issuer.config import Settings
+from keyswap.issuer.db import transaction, upgrade_schema, utcnow
+from keyswap.issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from keyswap.issuer.keyring import ensure_signing_key
+from keyswap.issuer.legacy.keys import hash_api_key, load_legacy_key, new_key_id
+from keyswap.issuer.legacy.usage import USAGE_EXTENSION
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import LegacyKey, UserKind
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _BATCH = 10_000

@@ -14,7 +14,7 @@ wrk then drives ``client_credentials`` in alternating rounds:
 
 Signing keys are not scaled: the database allows one active key and one waiting key
 (partial unique indexes), retired keys leave once their last token has expired, and each
-worker keeps the signer in memory (``issuer.keyring``), so the key count cannot reach a
+worker keeps the signer in memory (``keyswap.issuer.keyring``), so the key count cannot reach a
 size where issuance would notice it.
 
     python -m bench scale [--clients 1 --clients 100000] [--backend sqlite|postgres]
@@ -36,14 +36,14 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from issuer import create_app
-from issuer.app import Keyswap
-from issuer.config import Settings
-from issuer.db import transaction, utcnow
-from issuer.hashing import new_secret
-from issuer.legacy.usage import USAGE_EXTENSION
-from issuer.lifecycle import add_user
-from issuer.models import Client, ClientSecret, UserKind
+from keyswap.issuer import create_app
+from keyswap.issuer.app import Keyswap
+from keyswap.issuer.config import Settings
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.hashing import new_secret
+from keyswap.issuer.legacy.usage import USAGE_EXTENSION
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import Client, ClientSecret, UserKind
 
 from . import load
 from .report import machine_info, save

@@ -167,7 +167,7 @@ class KeyswapServer:
 
     def cli(self, *args: str) -> Any:
         """Run ``keyswap ARGS --json`` against this server's database; return the parsed output."""
-        command = [sys.executable, "-m", "issuer.cli", *args, "--json"]
+        command = [sys.executable, "-m", "keyswap.issuer.cli", *args, "--json"]
         done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             # stderr carries the message only; stdout may hold a secret, so it is not shown.
@@ -213,7 +213,7 @@ class KeyswapServer:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start ``keyswap serve`` and wait until ``/readyz`` answers 200."""
-        command = [sys.executable, "-m", "issuer.cli", "serve", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "keyswap.issuer.cli", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--threads", str(self.threads)]
         if self.workers:
             command += ["--workers", str(self.workers)]
@@ -268,7 +268,7 @@ class KeyswapServer:
 
 
 def _new_kek() -> str:
-    import jwks
+    from keyswap import jwks
 
     kek: str = jwks.generate_kek()
     return kek

@@ -38,15 +38,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from clients.verifier import Verifier
-from issuer import create_app
-from issuer.app import Keyswap
-from issuer.config import Settings
-from issuer.db import transaction, upgrade_schema
-from issuer.keyring import ensure_signing_key
-from issuer.lifecycle import add_user, register_client
-from issuer.status_lists import STATUS_LIST_TYP, encode_bits
-from jwks import KeyPair, generate_key
+from keyswap.clients.verifier import Verifier
+from keyswap.issuer import create_app
+from keyswap.issuer.app import Keyswap
+from keyswap.issuer.config import Settings
+from keyswap.issuer.db import transaction, upgrade_schema
+from keyswap.issuer.keyring import ensure_signing_key
+from keyswap.issuer.lifecycle import add_user, register_client
+from keyswap.issuer.status_lists import STATUS_LIST_TYP, encode_bits
+from keyswap.jwks import KeyPair, generate_key
 
 from .report import machine_info, save
 from .servers import Database

@@ -1,4 +1,4 @@
-"""Benchmark: ``clients.Verifier.verify`` next to PyJWT's raw ``jwt.decode``.
+"""Benchmark: ``keyswap.clients.Verifier.verify`` next to PyJWT's raw ``jwt.decode``.
 
 A key is generated in-process, and its JWK Set and RFC 8414 metadata are served from a
 tiny HTTP server on 127.0.0.1, so the Verifier starts exactly as it would against keyswap.
@@ -29,7 +29,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from clients.verifier import REQUIRED_CLAIMS, Verifier
+from keyswap.clients.verifier import REQUIRED_CLAIMS, Verifier
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 AUDIENCE = "https://orders.example"

@@ -1,7 +1,7 @@
 """keyswap clients: the token client services import, the verifier resource servers import.
 
-Imports nothing from the rest of this repository; Flask is needed only by ``clients.flask``,
-httpx only by ``clients.httpx_auth``.
+Imports nothing from the rest of this repository; Flask is needed only by ``keyswap.clients.flask``,
+httpx only by ``keyswap.clients.httpx_auth``.
 """
 
 from __future__ import annotations

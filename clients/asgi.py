@@ -51,7 +51,7 @@ async def authenticate_async(
 ) -> Principal | None:
     """Turn an ``Authorization`` header into a ``Principal`` without blocking the loop.
 
-    None when there is no bearer token; raises like ``clients.bearer.authenticate``.
+    None when there is no bearer token; raises like ``keyswap.clients.bearer.authenticate``.
     """
     token = bearer_token(authorization)
     if token is None:

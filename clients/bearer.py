@@ -1,6 +1,7 @@
 """Bearer tokens in requests (RFC 6750): read the header, check scopes, render refusals.
 
-Framework-neutral pieces that ``clients.flask``, ``clients.wsgi`` and ``clients.asgi`` share,
+Framework-neutral pieces that ``keyswap.clients.flask``, ``keyswap.clients.wsgi`` and
+``keyswap.clients.asgi`` share,
 and that wrappers such as a legacy-key shim reuse: ``bearer_token`` takes the token out of
 an ``Authorization`` header, ``authenticate`` turns the header into a ``Principal`` (or
 raises), and ``render_error`` gives the status, headers and body of the refusal.

@@ -6,7 +6,7 @@ the token per key hash until shortly before it expires, and presents it as
 ``Authorization: Bearer``. Two forms:
 
 - ``LegacyKeyMiddleware`` — WSGI, for a Python resource server: the exchanged token is then
-  verified like any bearer token (``clients.wsgi.BearerMiddleware``), so the app gets the
+  verified like any bearer token (``keyswap.clients.wsgi.BearerMiddleware``), so the app gets the
   same ``Principal`` from a legacy caller as from a JWT caller, and never sees the key;
 - ``ShimProxy`` — a small reverse proxy (``keyswap shim --listen H:P --upstream URL``) for
   services in any language: it swaps the header and forwards; the upstream verifies.
@@ -354,7 +354,7 @@ class ShimProxy:
         """Forward to ``upstream`` (a base URL); requests without a key pass unchanged.
 
         ``trusted_proxies`` is how many reverse proxies of yours stand in front of the shim
-        (``clients.forwarding``): 0, the default, believes no ``X-Forwarded-For`` a caller
+        (``keyswap.clients.forwarding``): 0, the default, believes no ``X-Forwarded-For`` a caller
         sends, and limits unknown keys by the connecting address.
         """
         if trusted_proxies < 0:

@@ -5,7 +5,7 @@
     app.wsgi_app = BearerMiddleware(app.wsgi_app, Verifier(ISSUER, AUDIENCE), scopes="orders:read")
 
 The principal is ``environ["keyswap.principal"]``. Refusals are RFC 6750's (see
-``clients.bearer.render_error``). With ``allow_anonymous`` a request without any bearer
+``keyswap.clients.bearer.render_error``). With ``allow_anonymous`` a request without any bearer
 token passes with no principal; a bad token is still refused.
 """
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from jwks import Sealer
+from keyswap.jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings

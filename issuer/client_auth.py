@@ -28,9 +28,9 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from clients.errors import IssuerUnavailable
-from clients.jwks_cache import RemoteKeySets
-from clients.outbound import DEFAULT_DEADLINE, outbound_session
+from keyswap.clients.errors import IssuerUnavailable
+from keyswap.clients.jwks_cache import RemoteKeySets
+from keyswap.clients.outbound import DEFAULT_DEADLINE, outbound_session
 
 from .db import utcnow
 from .errors import (

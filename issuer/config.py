@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jwks import ALGORITHMS, InvalidKeyEncryptionKey, Schedule, decode_kek, generate_kek
+from keyswap.jwks import ALGORITHMS, InvalidKeyEncryptionKey, Schedule, decode_kek, generate_kek
 
 log = logging.getLogger(__name__)
 

@@ -213,7 +213,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     from sqlalchemy import text
 
     config = Config()
-    config.set_main_option("script_location", str(files("migrations")))
+    config.set_main_option("script_location", str(files("keyswap.migrations")))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(7275657977617000)"))
@@ -229,7 +229,7 @@ def downgrade_schema(engine: Engine, revision: str) -> None:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(files("migrations")))
+    config.set_main_option("script_location", str(files("keyswap.migrations")))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)

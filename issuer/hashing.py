@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from jwks import derive_key
+from keyswap.jwks import derive_key
 
 PEPPER_PURPOSE = "client-secret-pepper"
 

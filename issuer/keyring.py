@@ -3,7 +3,7 @@
 Private keys are unsealed once per key, not per request; the published JWK Set is built
 once per change of the key table. The table is re-read every ``refresh_interval``
 seconds, so another process's rotation or revocation is seen within that time: by the
-process's maintenance loop (``issuer.maintenance``) when it runs one, otherwise by the
+process's maintenance loop (``keyswap.issuer.maintenance``) when it runs one, otherwise by the
 first request that finds the copy stale. Either way requests only ever read the copy:
 one thread re-reads while the others keep using what is loaded, and a failed re-read
 is retried only after another interval (no request waits on the database behind a lock).
@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 from sqlalchemy.orm import Session, sessionmaker
 
-from jwks import KeyPair, PublishedJwks, Sealer, generate_key, load_key_pair, private_key_bytes
+from keyswap.jwks import KeyPair, PublishedJwks, Sealer, generate_key, load_key_pair, private_key_bytes
 
 from .db import utcnow
 from .models import KeyState, SigningKey
@@ -63,7 +63,8 @@ def ensure_signing_key(session: Session, sealer: Sealer, alg: str = "ES256") -> 
 
 
 def unseal(sealer: Sealer, row: SigningKey) -> KeyPair:
-    """Open a stored key; ``jwks.KeyUnsealError`` when the KEK is not the one it was sealed with."""
+    """Open a stored key; ``keyswap.jwks.KeyUnsealError`` when the KEK is not the one it was sealed
+    with."""
     return load_key_pair(row.alg, sealer.unseal(row.sealed_private_key, kid=row.kid))
 
 
@@ -97,7 +98,7 @@ class KeyRing:
     """The cached signer and JWK Set of one process, re-read from the database.
 
     Requests never write and never wait on the database: rotation steps are the
-    maintenance loop's (``issuer.maintenance``), and re-reading is single-flight.
+    maintenance loop's (``keyswap.issuer.maintenance``), and re-reading is single-flight.
     """
 
     def __init__(

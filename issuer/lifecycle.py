@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from clients.outbound import check_outbound_url
+from keyswap.clients.outbound import check_outbound_url
 
 from . import events
 from .db import utcnow

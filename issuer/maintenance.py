@@ -3,7 +3,7 @@
 One loop per server process (``keyswap serve`` starts it in each worker). Every
 ``key_refresh_interval`` seconds it applies the rotation step that is due, if any
 (several processes coordinate through the database: the first to take a step wins, see
-``issuer.rotation``), then re-reads the key table into the process's key ring. Requests
+``keyswap.issuer.rotation``), then re-reads the key table into the process's key ring. Requests
 only read the ring, so no token request ever writes a key, generates one, or waits on
 the database for one; a failed pass is logged and simply tried again next interval.
 """
@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jwks import Schedule, Sealer
+from keyswap.jwks import Schedule, Sealer
 
 from .db import utcnow
 from .keyring import KeyRing

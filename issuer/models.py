@@ -1,7 +1,7 @@
 """Typed ORM models: tenants, users, clients, secrets, signing keys, audit events.
 
 Statuses are string-valued enums; every time is aware UTC. Secrets are stored only as
-keyed hashes and private keys only sealed (see ``jwks.sealing``).
+keyed hashes and private keys only sealed (see ``keyswap.jwks.sealing``).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ class StatusBlock(Base):
     """A block of status list entries leased to one process for one credential and key.
 
     ``slot`` numbers blocks across every list: list ``slot // BLOCKS_PER_LIST``, entries
-    from ``(slot % BLOCKS_PER_LIST) * BLOCK_SIZE`` (see ``issuer.status_lists``). The row is
+    from ``(slot % BLOCKS_PER_LIST) * BLOCK_SIZE`` (see ``keyswap.issuer.status_lists``). The row is
     written once per lease, never per token; revocations set ``bits`` (one token) or
     ``revoked`` (every entry of the block). After ``expires_at`` no token uses it any more
     and the slot may be leased again.

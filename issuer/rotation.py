@@ -1,10 +1,10 @@
 """Carrying out signing-key rotation in the database, safely from many processes.
 
-``jwks.rotation.next_step`` decides; this module applies a step in one transaction whose
+``keyswap.jwks.rotation.next_step`` decides; this module applies a step in one transaction whose
 updates are guarded by the states it read, so when several processes race the first
 wins and the others change nothing. Two partial unique indexes keep at most one
 ``active`` and one ``next`` key whatever happens. Steps run in each process's
-maintenance loop (``issuer.maintenance``), never on a request.
+maintenance loop (``keyswap.issuer.maintenance``), never on a request.
 
 Also the key-compromise runbook's two operations: ``rotate_now(immediate=True)`` (a new
 key that signs as soon as every process publishes it) and ``revoke_key``.
@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from jwks import DEFAULT_ALG, KeyView, Promote, Schedule, Sealer, next_step
+from keyswap.jwks import DEFAULT_ALG, KeyView, Promote, Schedule, Sealer, next_step
 
 from . import events
 from .db import utcnow

@@ -26,7 +26,7 @@ from gunicorn.app.base import BaseApplication
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-from jwks import KeyUnsealError
+from keyswap.jwks import KeyUnsealError
 
 from .app import Keyswap, create_app
 from .config import Settings
@@ -96,7 +96,7 @@ def worker_app() -> Flask:
 
     Settings come from the environment, as in the main process, which has already
     migrated the database and written any generated key-encryption key to the data dir.
-    Each worker runs its own maintenance loop (``issuer.maintenance``).
+    Each worker runs its own maintenance loop (``keyswap.issuer.maintenance``).
     """
     _configure_logging()
     app = create_app(Settings.from_env())
@@ -135,7 +135,7 @@ def run(
         # Nothing opened here may be shared with the workers.
         app.extensions["keyswap"].engine.dispose()
         Server(
-            "issuer.serving:worker_app",
+            "keyswap.issuer.serving:worker_app",
             factory=True,
             interface=Interfaces.WSGI,
             address=host,

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jwks import KeyPair
+from keyswap.jwks import KeyPair
 
 from .errors import (
     ONE_RESOURCE_ONLY,

@@ -39,7 +39,7 @@ def decode_kek(text: str) -> bytes:
     if len(raw) != KEK_BYTES or not value:
         raise InvalidKeyEncryptionKey(
             "the key-encryption key must be 32 random bytes in base64url, as printed by "
-            "`python -c 'import jwks; print(jwks.generate_kek())'` "
+            "`python -c 'import keyswap.jwks; print(keyswap.jwks.generate_kek())'` "
             "(set it in KEYSWAP_KEY_ENCRYPTION_KEY)"
         )
     return raw

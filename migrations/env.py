@@ -1,4 +1,4 @@
-"""Alembic environment: migrates the keyswap schema described by ``issuer.db.Base``.
+"""Alembic environment: migrates the keyswap schema described by ``keyswap.issuer.db.Base``.
 
 Run through ``keyswap db upgrade`` (which passes the connection) or plain ``alembic``
 with ``-x url=...``. Batch mode on SQLite lets migrations alter tables there too.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import issuer.models  # noqa: F401  (registers every table on Base.metadata)
-from issuer.db import Base, UTCDateTime, make_engine
+import keyswap.issuer.models  # noqa: F401  (registers every table on Base.metadata)
+from keyswap.issuer.db import Base, UTCDateTime, make_engine
 
 target_metadata = Base.metadata
 

@@ -27,14 +27,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from issuer import create_app
-from issuer.app import Keyswap
-from issuer.config import Settings
-from issuer.db import Base, transaction, upgrade_schema, utcnow
-from issuer.keyring import ensure_signing_key
-from issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
-from issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
-from issuer.storage import NotFound, get_user
+from keyswap.issuer import create_app
+from keyswap.issuer.app import Keyswap
+from keyswap.issuer.config import Settings
+from keyswap.issuer.db import Base, transaction, upgrade_schema, utcnow
+from keyswap.issuer.keyring import ensure_signing_key
+from keyswap.issuer.lifecycle import add_user, register_client, set_tenant_status, set_user_status
+from keyswap.issuer.models import AuthMethod, TenantStatus, UserKind, UserStatus
+from keyswap.issuer.storage import NotFound, get_user
 
 TEST_DATABASE_URL = os.environ.get("KEYSWAP_TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("KEYSWAP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -296,7 +296,8 @@ class Creds:
 
 
 class LiveIssuer:
-    """A running issuer plus the admin actions tests need, done through ``issuer.lifecycle``."""
+    """A running issuer plus the admin actions tests need, done through
+    ``keyswap.issuer.lifecycle``."""
 
     _names = itertools.count(1)
 

@@ -1,4 +1,4 @@
-"""Run the keyswap command line: ``python -m issuer.cli``."""
+"""Run the keyswap command line: ``python -m keyswap.issuer.cli``."""
 
 from . import main
 

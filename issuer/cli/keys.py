@@ -8,7 +8,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from jwks import ALGORITHMS
+from keyswap.jwks import ALGORITHMS
 
 from ..app import current_keyswap
 from ..keyring import is_published

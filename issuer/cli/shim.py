@@ -1,7 +1,8 @@
 """``keyswap shim``: a reverse proxy that lets legacy API-key callers through as JWT callers.
 
 It needs no database: it exchanges keys at the issuer over HTTP (RFC 8693) with
-``clients.legacy``, and forwards each request to the upstream with ``Authorization: Bearer``.
+``keyswap.clients.legacy``, and forwards each request to the upstream with ``Authorization:
+Bearer``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 from limits import parse_many
 
-from clients.legacy import DEFAULT_GUESS_LIMIT, KeyExchanger, ShimProxy
+from keyswap.clients.legacy import DEFAULT_GUESS_LIMIT, KeyExchanger, ShimProxy
 
 from ..config import DEFAULT_ISSUER
 from ..serving import GunicornServer

@@ -2,7 +2,7 @@
 
 ``keys`` (hashing, the one-query lookup, live status, revocation), ``importing`` (CSV),
 ``usage`` (coalesced last-used and counts), ``report``. The grant itself is
-``issuer.grants.token_exchange``; the commands are ``issuer.cli.legacy``.
+``keyswap.issuer.grants.token_exchange``; the commands are ``keyswap.issuer.cli.legacy``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def jwks() -> Response:
 @cache
 def _openapi_document() -> tuple[bytes, str]:
     # Read once per process, from the installed package (the wheel ships the file).
-    body = files("issuer").joinpath("openapi.yaml").read_bytes()
+    body = files("keyswap.issuer").joinpath("openapi.yaml").read_bytes()
     return body, hashlib.sha256(body).hexdigest()[:32]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import Result
 from flask.testing import FlaskCliRunner
 
-from issuer.cli import cli
+from keyswap.issuer.cli import cli
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from issuer.app import Keyswap
-from issuer.cli import cli
-from issuer.db import Base
+from keyswap.issuer.app import Keyswap
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import Base
 
 from ..conftest import make_settings
 from .invoke import misused, ok, refused, run
@@ -59,7 +59,7 @@ def test_unknown_command_is_a_usage_error(runner):
 
 
 def test_db_upgrade_creates_every_table_on_a_fresh_database(databases, kek, tmp_path):
-    from issuer import create_app
+    from keyswap.issuer import create_app
 
     app = create_app(make_settings(databases.create(), kek, tmp_path))
     keyswap: Keyswap = app.extensions["keyswap"]
@@ -76,7 +76,7 @@ def test_db_upgrade_creates_every_table_on_a_fresh_database(databases, kek, tmp_
 
 
 def test_db_upgrade_never_prints_the_database_password(databases, kek, tmp_path):
-    from issuer import create_app
+    from keyswap.issuer import create_app
 
     if not databases.is_postgres:
         pytest.skip("needs PostgreSQL: SQLite URLs carry no password")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jwks import generate_key
+from keyswap.jwks import generate_key
 
 from .invoke import misused, ok, refused, run
 

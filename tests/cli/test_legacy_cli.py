@@ -10,13 +10,13 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from issuer.cli import cli
-from issuer.db import transaction, utcnow
-from issuer.errors import format_time
-from issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
-from issuer.legacy.usage import usage_for
-from issuer.lifecycle import add_user
-from issuer.models import AuditEvent, LegacyKey, User, UserKind
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.errors import format_time
+from keyswap.issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from keyswap.issuer.legacy.usage import usage_for
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import AuditEvent, LegacyKey, User, UserKind
 
 CLEAR_KEY = "sk_live_4f1c2a9b7e3d"
 HASHED_KEY = "ak_legacy_77aa"

@@ -18,8 +18,8 @@ from typing import Any
 import requests
 from werkzeug.serving import make_server
 
-from issuer.db import transaction
-from issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.db import transaction
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
 
 
 def import_key(
@@ -67,7 +67,7 @@ def shim_process(issuer: str, upstream: str, *options: str) -> Iterator[ShimProc
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWAP_")}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "issuer.cli", "shim",
+            sys.executable, "-m", "keyswap.issuer.cli", "shim",
             "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
             "--issuer", issuer, "--threads", "4", *options,
         ],

@@ -9,10 +9,10 @@ import httpx
 import pytest
 import requests
 
-from clients import TokenClient
-from clients.httpx_auth import BearerAuth as HttpxBearerAuth
-from clients.requests_auth import BearerAuth as RequestsBearerAuth
-from clients.requests_auth import is_invalid_token_challenge
+from keyswap.clients import TokenClient
+from keyswap.clients.httpx_auth import BearerAuth as HttpxBearerAuth
+from keyswap.clients.requests_auth import BearerAuth as RequestsBearerAuth
+from keyswap.clients.requests_auth import is_invalid_token_challenge
 
 from .token_servers import IssuerFront, ProtectedApi, serving, tokens_issued
 

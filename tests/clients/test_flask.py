@@ -1,4 +1,5 @@
-"""clients.flask: a resource server guarded by require_token, with a live issuer over HTTP."""
+"""keyswap.clients.flask: a resource server guarded by require_token, with a live issuer over
+HTTP."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 import pytest
 from flask import Flask, g
 
-from clients import Verifier
-from clients.flask import KeyswapAuth, current_principal, require_token
+from keyswap.clients import Verifier
+from keyswap.clients.flask import KeyswapAuth, current_principal, require_token
 
 REALM = "orders"
 

@@ -17,10 +17,10 @@ import requests
 from flask import Flask, g, request
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import TokenClient, TokenRefused, Verifier
-from clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
-from clients.wsgi import ENVIRON_KEY
-from issuer.legacy.usage import usage_for
+from keyswap.clients import TokenClient, TokenRefused, Verifier
+from keyswap.clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
+from keyswap.clients.wsgi import ENVIRON_KEY
+from keyswap.issuer.legacy.usage import usage_for
 
 from .legacy_servers import free_port, import_key, serving, shim_process
 from .token_servers import FakeClock, tokens_issued

@@ -1,4 +1,5 @@
-"""clients.wsgi and clients.asgi end to end: a guarded app, tokens from a live issuer."""
+"""keyswap.clients.wsgi and keyswap.clients.asgi end to end: a guarded app, tokens from a live
+issuer."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client
 
-from clients import Verifier
-from clients.asgi import SCOPE_KEY, BearerASGIMiddleware, TokenDependency
-from clients.bearer import render_error
-from clients.errors import InvalidToken
-from clients.wsgi import ENVIRON_KEY, BearerMiddleware
+from keyswap.clients import Verifier
+from keyswap.clients.asgi import SCOPE_KEY, BearerASGIMiddleware, TokenDependency
+from keyswap.clients.bearer import render_error
+from keyswap.clients.errors import InvalidToken
+from keyswap.clients.wsgi import ENVIRON_KEY, BearerMiddleware
 
 with warnings.catch_warnings():
     # Starlette >= 1.x prefers httpx2 for its TestClient and warns once, at import, when

@@ -11,9 +11,9 @@ import requests
 from flask import Flask, g
 from werkzeug.serving import make_server
 
-from clients import InvalidToken, Verifier
-from clients.flask import KeyswapAuth, require_token
-from clients.wsgi import BearerMiddleware
+from keyswap.clients import InvalidToken, Verifier
+from keyswap.clients.flask import KeyswapAuth, require_token
+from keyswap.clients.wsgi import BearerMiddleware
 
 DEPTH = 5000  # far past the JSON parser's recursion limit, well under header size limits
 

@@ -1,13 +1,13 @@
-"""clients.outbound and the remote JWK Set cache against real loopback servers over HTTP."""
+"""keyswap.clients.outbound and the remote JWK Set cache against real loopback servers over HTTP."""
 
 from __future__ import annotations
 
 import pytest
 from joserfc.jwk import ECKey
 
-from clients import IssuerUnavailable
-from clients.jwks_cache import JWKSCache, RemoteKeySet, RemoteKeySets
-from clients.outbound import (
+from keyswap.clients import IssuerUnavailable
+from keyswap.clients.jwks_cache import JWKSCache, RemoteKeySet, RemoteKeySets
+from keyswap.clients.outbound import (
     OutboundError,
     check_outbound_url,
     fetch_json,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clients import IssuerUnavailable, TokenClient, TokenError, Verifier
+from keyswap.clients import IssuerUnavailable, TokenClient, TokenError, Verifier
 from tests.jwks_servers import JwksServer, serve_json
 
 METADATA = "/.well-known/oauth-authorization-server"

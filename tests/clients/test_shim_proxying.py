@@ -22,9 +22,9 @@ import requests
 from flask import Flask, make_response, request
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import Verifier
-from clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
-from issuer.legacy.usage import usage_for
+from keyswap.clients import Verifier
+from keyswap.clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
+from keyswap.issuer.legacy.usage import usage_for
 
 from .legacy_servers import import_key, serving, shim_process
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from clients import InvalidToken, IssuerUnavailable, RevokedToken, Verifier
-from jwks import KeyPair, generate_key
+from keyswap.clients import InvalidToken, IssuerUnavailable, RevokedToken, Verifier
+from keyswap.jwks import KeyPair, generate_key
 
 from ..jwks_servers import JwksServer, serve_json
 from .test_verifier import Clock

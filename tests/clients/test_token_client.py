@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 
-from clients import (
+from keyswap.clients import (
     AccessToken,
     IssuerUnavailable,
     RetryPolicy,
@@ -20,8 +20,8 @@ from clients import (
     TokenError,
     TokenRefused,
 )
-from clients.backoff import parse_retry_after
-from clients.token_client import metadata_url
+from keyswap.clients.backoff import parse_retry_after
+from keyswap.clients.token_client import metadata_url
 
 from .token_servers import FakeClock, IssuerFront, SleepRecorder, serving, tokens_issued
 

@@ -18,14 +18,14 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from clients import TokenCache, TokenClient, TokenRefused
-from clients.client_assertion import AssertionSigner
-from issuer.cli import cli
-from issuer.db import transaction
-from issuer.legacy.importing import import_legacy_keys, parse_csv
-from issuer.legacy.usage import usage_for
-from issuer.lifecycle import add_user
-from issuer.models import AuthMethod, UserKind
+from keyswap.clients import TokenCache, TokenClient, TokenRefused
+from keyswap.clients.client_assertion import AssertionSigner
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import transaction
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.legacy.usage import usage_for
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import AuthMethod, UserKind
 
 from .token_servers import tokens_issued
 

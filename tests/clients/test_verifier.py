@@ -1,4 +1,5 @@
-"""clients.Verifier against a live issuer over HTTP: RFC 9068 checks and RFC 8725 attacks."""
+"""keyswap.clients.Verifier against a live issuer over HTTP: RFC 9068 checks and RFC 8725
+attacks."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from clients import (
+from keyswap.clients import (
     ExpiredToken,
     InvalidToken,
     IssuerUnavailable,
@@ -28,8 +29,8 @@ from clients import (
     UnknownKey,
     Verifier,
 )
-from clients.verifier import REQUIRED_CLAIMS
-from issuer.cli import cli
+from keyswap.clients.verifier import REQUIRED_CLAIMS
+from keyswap.issuer.cli import cli
 
 from ..e2e.test_key_rotation import Clock as AppClock
 

@@ -1,4 +1,4 @@
-"""clients.jwks_cache pure parts: Cache-Control freshness and which JWKs may verify."""
+"""keyswap.clients.jwks_cache pure parts: Cache-Control freshness and which JWKs may verify."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from clients.jwks_cache import load_key, parse_max_age
+from keyswap.clients.jwks_cache import load_key, parse_max_age
 
 
 @pytest.mark.parametrize(

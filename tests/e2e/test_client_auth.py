@@ -18,10 +18,10 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from joserfc.jwk import ECKey
 
-from issuer.cli import cli
-from issuer.db import transaction
-from issuer.lifecycle import add_user
-from issuer.models import AuthMethod
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import transaction
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import AuthMethod
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GENERIC = {"error": "invalid_client", "error_description": "client authentication failed"}

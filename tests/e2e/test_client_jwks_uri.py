@@ -15,9 +15,9 @@ import requests
 from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from joserfc.jwk import ECKey
 
-from issuer.db import transaction
-from issuer.lifecycle import add_user, register_client
-from issuer.models import AuthMethod
+from keyswap.issuer.db import transaction
+from keyswap.issuer.lifecycle import add_user, register_client
+from keyswap.issuer.models import AuthMethod
 from tests.jwks_servers import JwksServer, drip, fail, flood, gated, redirect, serve_json
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from issuer.db import transaction
-from issuer.lifecycle import disable_client
-from issuer.metadata import SCOPES_TTL
+from keyswap.issuer.db import transaction
+from keyswap.issuer.lifecycle import disable_client
+from keyswap.issuer.metadata import SCOPES_TTL
 
 PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
 

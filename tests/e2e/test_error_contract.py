@@ -14,10 +14,10 @@ import pytest
 import requests
 from sqlalchemy import update
 
-from issuer.db import transaction, utcnow
-from issuer.errors import format_time
-from issuer.lifecycle import disable_client
-from issuer.models import ClientSecret
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.errors import format_time
+from keyswap.issuer.lifecycle import disable_client
+from keyswap.issuer.models import ClientSecret
 
 GENERIC = {"error": "invalid_client", "description": "client authentication failed"}
 

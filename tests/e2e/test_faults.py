@@ -11,11 +11,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from issuer import create_app
-from issuer.config import Settings
-from issuer.db import transaction
-from issuer.models import KeyState, SigningKey
-from issuer.serving import StartupError, prepare
+from keyswap.issuer import create_app
+from keyswap.issuer.config import Settings
+from keyswap.issuer.db import transaction
+from keyswap.issuer.models import KeyState, SigningKey
+from keyswap.issuer.serving import StartupError, prepare
 
 from ..conftest import (
     make_settings,
@@ -92,7 +92,7 @@ def test_missing_kek_on_a_database_with_keys_stops_and_makes_no_second_key_set(
 def test_keyswap_serve_with_a_wrong_kek_exits_with_the_message(databases, kek, tmp_path, _app):
     url = databases.create()
     prepare(_app(url, kek, tmp_path))
-    from jwks import generate_kek
+    from keyswap.jwks import generate_kek
 
     env = {
         **os.environ,
@@ -101,7 +101,7 @@ def test_keyswap_serve_with_a_wrong_kek_exits_with_the_message(databases, kek, t
         "KEYSWAP_KEY_ENCRYPTION_KEY": generate_kek(),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "issuer.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "keyswap.issuer.cli", "serve", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -117,8 +117,8 @@ CRASHER = textwrap.dedent(
     """
     import os, sys
     from sqlalchemy import update
-    from issuer.db import make_engine, make_session_factory
-    from issuer.models import KeyState, SigningKey
+    from keyswap.issuer.db import make_engine, make_session_factory
+    from keyswap.issuer.models import KeyState, SigningKey
 
     sessions = make_session_factory(make_engine(sys.argv[1]))
     session = sessions()
@@ -137,7 +137,7 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
     prepare(app)
     keyswap = app.extensions["keyswap"]
 
-    from issuer.rotation import rotate_now
+    from keyswap.issuer.rotation import rotate_now
 
     schedule = keyswap.settings.rotation_schedule
     with transaction(keyswap.sessions) as session:
@@ -153,8 +153,8 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
         states = session.scalars(select(SigningKey.state)).all()
     assert sorted(states) == sorted([KeyState.ACTIVE, KeyState.NEXT])
     # The rotation then completes normally, still with one signer.
-    from issuer.db import utcnow
-    from issuer.rotation import advance
+    from keyswap.issuer.db import utcnow
+    from keyswap.issuer.rotation import advance
 
     assert advance(keyswap.sessions, keyswap.sealer, schedule, now=utcnow() + schedule.settle)
     with transaction(keyswap.sessions) as session:

@@ -24,10 +24,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from issuer.db import transaction, utcnow
-from issuer.grants.token_exchange import TOKEN_EXCHANGE_GRANT
-from issuer.legacy.importing import import_legacy_keys, parse_csv
-from issuer.legacy.usage import usage_for
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.grants.token_exchange import TOKEN_EXCHANGE_GRANT
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.legacy.usage import usage_for
 
 from ..conftest import Creds, LiveIssuer
 
@@ -54,7 +54,7 @@ CONFIG = schemathesis.Config.from_dict(
 )
 
 schema = schemathesis.openapi.from_path(
-    str(files("issuer").joinpath("openapi.yaml")), config=CONFIG
+    str(files("keyswap.issuer").joinpath("openapi.yaml")), config=CONFIG
 )
 
 # The tests reuse one client per operation (created by the function-scoped ``live_issuer``),

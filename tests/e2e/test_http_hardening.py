@@ -66,8 +66,8 @@ def test_health_and_readiness(live_issuer):
 def test_readiness_fails_without_a_signing_key(isolated_issuer):
     from sqlalchemy import delete
 
-    from issuer.db import transaction
-    from issuer.models import SigningKey
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.models import SigningKey
 
     issuer = isolated_issuer(key_refresh_interval=0)
     with transaction(issuer.keyswap.sessions) as session:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import requests
 from sqlalchemy import func, select
 
-from issuer.db import transaction
-from issuer.lifecycle import disable_client
-from issuer.models import RevokedToken
+from keyswap.issuer.db import transaction
+from keyswap.issuer.lifecycle import disable_client
+from keyswap.issuer.models import RevokedToken
 
 
 def _introspect(live_issuer, introspector, token):
@@ -91,7 +91,7 @@ def test_tenant_suspension_and_client_disable_turn_tokens_inactive(live_issuer):
 def test_garbage_forged_and_foreign_tokens_are_inactive(live_issuer):
     import jwt
 
-    from jwks import generate_key
+    from keyswap.jwks import generate_key
 
     rs = live_issuer.create_client(user="orders-api", can_introspect=True)
     creds = live_issuer.create_client()

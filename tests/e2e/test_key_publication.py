@@ -18,8 +18,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from issuer.db import transaction
-from issuer.models import AuditEvent
+from keyswap.issuer.db import transaction
+from keyswap.issuer.models import AuditEvent
 
 from ..cli.invoke import ok
 from ..conftest import Creds, LiveIssuer, make_settings, prepared_app, start_live_server

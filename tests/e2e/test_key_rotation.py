@@ -20,9 +20,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from issuer.cli import cli
-from issuer.db import transaction, utcnow
-from issuer.models import AuditEvent, KeyState, SigningKey
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.models import AuditEvent, KeyState, SigningKey
 
 
 class CountingJWKClient(jwt.PyJWKClient):
@@ -156,10 +156,10 @@ ROTATOR = textwrap.dedent(
     """
     import sys, time
     from datetime import timedelta
-    from issuer import create_app
-    from issuer.config import Settings
-    from issuer.db import transaction, utcnow
-    from issuer.rotation import advance, rotate_now
+    from keyswap.issuer import create_app
+    from keyswap.issuer.config import Settings
+    from keyswap.issuer.db import transaction, utcnow
+    from keyswap.issuer.rotation import advance, rotate_now
 
     url, kek, start = sys.argv[1], bytes.fromhex(sys.argv[2]), float(sys.argv[3])
     settings = Settings(data_dir=".", database_url=url, key_encryption_key=kek, key_prepublish=0)

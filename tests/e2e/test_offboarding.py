@@ -6,7 +6,7 @@ import json
 
 import requests
 
-from issuer.cli import cli
+from keyswap.issuer.cli import cli
 
 
 def test_deactivated_user_loses_issuance_and_live_tokens_and_audit_says_who(live_issuer):

@@ -11,7 +11,7 @@ import schemathesis
 
 from ..conftest import LiveIssuer
 
-SHIPPED = files("issuer").joinpath("openapi.yaml")
+SHIPPED = files("keyswap.issuer").joinpath("openapi.yaml")
 #: Methods Flask answers by itself on every route; the document lists the real ones.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
 
@@ -65,7 +65,7 @@ def test_openapi_document_lists_every_route_and_only_those(live_issuer: LiveIssu
 
 
 def test_openapi_error_codes_are_the_taxonomy(live_issuer: LiveIssuer) -> None:
-    from issuer import errors
+    from keyswap.issuer import errors
 
     document = _document()
     documented = set(document["components"]["schemas"]["OAuthErrorCode"]["enum"])

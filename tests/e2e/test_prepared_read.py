@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from issuer.db import make_reader, transaction, utcnow
-from issuer.models import Client, ClientSecret
-from issuer.storage import _CLIENT_RECORD, _CLIENT_RECORD_QUERY, load_client_record
+from keyswap.issuer.db import make_reader, transaction, utcnow
+from keyswap.issuer.models import Client, ClientSecret
+from keyswap.issuer.storage import _CLIENT_RECORD, _CLIENT_RECORD_QUERY, load_client_record
 
 
 def test_prepared_read_rows_equal_execute_rows_with_every_type(live_issuer):
@@ -51,8 +51,8 @@ def test_prepared_read_rows_equal_execute_rows_with_every_type(live_issuer):
 def test_legacy_key_lookups_agree_between_prepared_and_session_reads(live_issuer):
     import io
 
-    from issuer.legacy.importing import import_legacy_keys, parse_csv
-    from issuer.legacy.keys import hash_api_key, load_legacy_key, load_legacy_status
+    from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
+    from keyswap.issuer.legacy.keys import hash_api_key, load_legacy_key, load_legacy_status
 
     live_issuer.create_client(user="billing-svc")
     text = (

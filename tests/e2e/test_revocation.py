@@ -10,10 +10,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from issuer.cli import cli
-from issuer.db import transaction, utcnow
-from issuer.models import AuditEvent, RevokedToken
-from issuer.revocation import prune_revoked
+from keyswap.issuer.cli import cli
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.models import AuditEvent, RevokedToken
+from keyswap.issuer.revocation import prune_revoked
 
 
 def _token(live_issuer, creds):

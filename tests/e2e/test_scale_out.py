@@ -17,10 +17,10 @@ import jwt
 import pytest
 import requests
 
-from issuer import create_app
-from issuer.db import transaction
-from issuer.rotation import rotate_now
-from jwks import generate_kek
+from keyswap.issuer import create_app
+from keyswap.issuer.db import transaction
+from keyswap.issuer.rotation import rotate_now
+from keyswap.jwks import generate_kek
 
 from ..conftest import Creds, LiveIssuer, LiveServer, make_settings
 
@@ -42,7 +42,7 @@ class ServeProcess:
             [
                 sys.executable,
                 "-m",
-                "issuer.cli",
+                "keyswap.issuer.cli",
                 "serve",
                 "--port",
                 str(self.port),
@@ -99,7 +99,7 @@ def two_servers(databases, redis_url, tmp_path):
     servers = [first, second]
     try:
         second.wait_ready()
-        from jwks import decode_kek
+        from keyswap.jwks import decode_kek
 
         admin = create_app(
             make_settings(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from issuer.cli import cli
-from issuer.models import AuthMethod
+from keyswap.issuer.cli import cli
+from keyswap.issuer.models import AuthMethod
 
 
 def _rotate(live_issuer, client_id, *args):
@@ -70,8 +70,8 @@ def test_clients_list_shows_secrets_expiring_soon(live_issuer):
 
 
 def test_private_key_jwt_client_has_no_secret_to_rotate(live_issuer):
-    from issuer.db import transaction
-    from issuer.storage import get_client
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.storage import get_client
 
     creds = live_issuer.create_client()
     with transaction(live_issuer.keyswap.sessions) as session:

@@ -18,10 +18,10 @@ import pytest
 import requests
 from token_status_list import BitArray
 
-from clients import RevokedToken, UnknownKey, Verifier
-from issuer.cli import cli
-from issuer.legacy.usage import usage_for
-from issuer.status_lists import BLOCK_SIZE, STATUS_LIST_MEDIA_TYPE
+from keyswap.clients import RevokedToken, UnknownKey, Verifier
+from keyswap.issuer.cli import cli
+from keyswap.issuer.legacy.usage import usage_for
+from keyswap.issuer.status_lists import BLOCK_SIZE, STATUS_LIST_MEDIA_TYPE
 
 from ..clients.test_verifier import Clock as VerifierClock
 from ..conftest import LiveIssuer, make_settings, prepared_app, start_live_server, stop_live_server
@@ -327,8 +327,8 @@ def test_framework_glue_refuses_a_revoked_token_with_check_status(setup):
     from flask import Flask
     from werkzeug.test import Client
 
-    from clients.flask import KeyswapAuth, require_token
-    from clients.wsgi import BearerMiddleware
+    from keyswap.clients.flask import KeyswapAuth, require_token
+    from keyswap.clients.wsgi import BearerMiddleware
 
     from ..clients import test_middleware
 

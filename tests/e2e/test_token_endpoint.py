@@ -10,8 +10,8 @@ import requests
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from issuer.db import transaction
-from issuer.models import AuditEvent, Client
+from keyswap.issuer.db import transaction
+from keyswap.issuer.models import AuditEvent, Client
 
 from ..conftest import TcpProxy, make_settings, prepared_app, start_live_server, stop_live_server
 
@@ -154,7 +154,7 @@ def test_two_authentication_methods_in_one_request_is_invalid_request(live_issue
 
 
 def test_secret_in_query_string_is_not_accepted(live_issuer):
-    from issuer.models import AuthMethod
+    from keyswap.issuer.models import AuthMethod
 
     creds = live_issuer.create_client(auth_method=AuthMethod.CLIENT_SECRET_POST)
     response = requests.post(

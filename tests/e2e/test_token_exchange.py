@@ -16,14 +16,14 @@ import pytest
 import requests
 from sqlalchemy import delete, func, insert, select, text, update
 
-from issuer.db import transaction, utcnow
-from issuer.errors import format_time
-from issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, MIGRATION_GUIDE_URL
-from issuer.legacy import hash_api_key, revoke_legacy_key
-from issuer.legacy.importing import import_legacy_keys, parse_csv
-from issuer.legacy.usage import USAGE_EXTENSION, usage_for
-from issuer.lifecycle import add_user
-from issuer.models import AuditEvent, LegacyKey, UserKind
+from keyswap.issuer.db import transaction, utcnow
+from keyswap.issuer.errors import format_time
+from keyswap.issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, MIGRATION_GUIDE_URL
+from keyswap.issuer.legacy import hash_api_key, revoke_legacy_key
+from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
+from keyswap.issuer.legacy.usage import USAGE_EXTENSION, usage_for
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import AuditEvent, LegacyKey, UserKind
 
 from ..conftest import make_settings, prepared_app, start_live_server, stop_live_server
 

@@ -12,15 +12,15 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from joserfc.jwk import ECKey
 
-from issuer.cli import cli
+from keyswap.issuer.cli import cli
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def _register(live_issuer, tmp_path, key, owner):
     """Register a private_key_jwt client through the CLI with ``key``'s public half."""
-    from issuer.db import transaction
-    from issuer.lifecycle import add_user
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.lifecycle import add_user
 
     jwks_file = tmp_path / f"{owner}-jwks.json"
     jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
@@ -147,8 +147,8 @@ def test_private_key_jwt_client_cannot_use_a_secret(live_issuer, key_client):
 
 
 def test_clients_create_refuses_private_keys_in_the_jwks(live_issuer, tmp_path):
-    from issuer.db import transaction
-    from issuer.lifecycle import add_user
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.lifecycle import add_user
 
     key = ECKey.generate_key("P-256", private=True)
     jwks_file = tmp_path / "leaky.json"
@@ -170,8 +170,8 @@ def test_keys_fetched_from_a_jwks_uri(isolated_issuer):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from issuer.db import transaction
-    from issuer.lifecycle import add_user
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.lifecycle import add_user
 
     key = ECKey.generate_key("P-256", private=True)
     body = json.dumps({"keys": [key.as_dict(private=False)]}).encode()

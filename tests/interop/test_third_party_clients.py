@@ -73,7 +73,7 @@ def test_authlib_client_token_verifies_with_pyjwkclient_every_claim(live_issuer)
 
 
 def test_client_secret_post_with_requests_oauthlib(live_issuer, monkeypatch):
-    from issuer.models import AuthMethod
+    from keyswap.issuer.models import AuthMethod
 
     # oauthlib refuses plain http even on loopback unless told; the test server has no TLS.
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")

@@ -18,8 +18,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
-import issuer.models  # noqa: F401  (registers every table on Base.metadata)
-from issuer.db import Base, downgrade_schema, make_engine, upgrade_schema
+import keyswap.issuer.models  # noqa: F401  (registers every table on Base.metadata)
+from keyswap.issuer.db import Base, downgrade_schema, make_engine, upgrade_schema
 
 from ..conftest import DatabaseFactory
 
@@ -37,7 +37,7 @@ def engine(databases: DatabaseFactory) -> Iterator[Engine]:
 def _revisions() -> list[str]:
     """Return the revision ids from base to head (a single line of history)."""
     config = Config()
-    config.set_main_option("script_location", str(files("migrations")))
+    config.set_main_option("script_location", str(files("keyswap.migrations")))
     script = ScriptDirectory.from_config(config)
     assert len(script.get_heads()) == 1, "the migration history has more than one head"
     return [rev.revision for rev in reversed(list(script.walk_revisions("base", "heads")))]

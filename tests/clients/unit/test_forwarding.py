@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients.forwarding import end_to_end, forwarded_for
+from keyswap.clients.forwarding import end_to_end, forwarded_for
 
 
 def test_end_to_end_drops_hop_by_hop_fields_and_those_connection_names():

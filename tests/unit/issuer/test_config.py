@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.config``: defaults per CONTRACT, bad values name the variable."""
+"""Unit tests of ``keyswap.issuer.config``: defaults per CONTRACT, bad values name the variable."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from issuer.config import ConfigError, Settings, is_loopback_host
-from jwks import decode_kek, generate_kek
+from keyswap.issuer.config import ConfigError, Settings, is_loopback_host
+from keyswap.jwks import decode_kek, generate_kek
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ KEK = generate_kek()
 
 def test_defaults_follow_the_contract(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="issuer.config"):
+    with caplog.at_level(logging.WARNING, logger="keyswap.issuer.config"):
         settings = Settings.from_env({})
     data_dir = tmp_path / ".keyswap"
     assert settings.data_dir == Path(".keyswap")

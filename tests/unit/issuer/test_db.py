@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from issuer.db import PreparedRead, _Plan
-from issuer.legacy.keys import _BY_HASH, _BY_ID
-from issuer.models import RevokedToken
-from issuer.revocation import _IS_REVOKED
-from issuer.storage import _CLIENT_RECORD_QUERY
+from keyswap.issuer.db import PreparedRead, _Plan
+from keyswap.issuer.legacy.keys import _BY_HASH, _BY_ID
+from keyswap.issuer.models import RevokedToken
+from keyswap.issuer.revocation import _IS_REVOKED
+from keyswap.issuer.storage import _CLIENT_RECORD_QUERY
 
 DIALECTS = [postgresql.psycopg.dialect(), sqlite.dialect()]
 

@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.errors``: each wire error's status, body and headers."""
+"""Unit tests of ``keyswap.issuer.errors``: each wire error's status, body and headers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from issuer.errors import (
+from keyswap.issuer.errors import (
     CLIENT_AUTH_FAILED,
     UNAVAILABLE,
     InvalidClient,

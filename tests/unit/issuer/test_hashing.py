@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.hashing``: keyed hashes of secrets, compared in constant time."""
+"""Unit tests of ``keyswap.issuer.hashing``: keyed hashes of secrets, compared in constant time."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import secrets
 
 import pytest
 
-from issuer.hashing import PEPPER_PURPOSE, SecretHasher, new_secret
-from jwks import derive_key
+from keyswap.issuer.hashing import PEPPER_PURPOSE, SecretHasher, new_secret
+from keyswap.jwks import derive_key
 
 KEK = bytes(range(32))
 

@@ -1,4 +1,4 @@
-"""Properties of the legacy CSV import (``issuer.legacy.importing``).
+"""Properties of the legacy CSV import (``keyswap.issuer.legacy.importing``).
 
 ``parse_csv`` never raises on any text: it reports bad rows by line number. A file with
 any bad row imports nothing. A well-formed file imports exactly its rows. The import runs
@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
-from issuer.hashing import SecretHasher
-from issuer.legacy.importing import COLUMNS, ImportReport, import_legacy_keys, parse_csv
-from issuer.legacy.keys import hash_api_key
-from issuer.lifecycle import add_user
-from issuer.models import LegacyKey, UserKind
+from keyswap.issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
+from keyswap.issuer.hashing import SecretHasher
+from keyswap.issuer.legacy.importing import COLUMNS, ImportReport, import_legacy_keys, parse_csv
+from keyswap.issuer.legacy.keys import hash_api_key
+from keyswap.issuer.lifecycle import add_user
+from keyswap.issuer.models import LegacyKey, UserKind
 
 from ...conftest import DatabaseFactory
 

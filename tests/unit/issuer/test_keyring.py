@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
-from issuer.keyring import KeyRing, NoSigningKey, ensure_signing_key
-from issuer.maintenance import Maintenance
-from jwks import Schedule, Sealer
+from keyswap.issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
+from keyswap.issuer.keyring import KeyRing, NoSigningKey, ensure_signing_key
+from keyswap.issuer.maintenance import Maintenance
+from keyswap.jwks import Schedule, Sealer
 
 from ...e2e.test_key_rotation import Clock
 

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from issuer.grants.token_exchange import MIGRATION_GUIDE_URL, deprecation_headers
-from issuer.hashing import SecretHasher
-from issuer.legacy.importing import ImportRow, RowError, parse_csv
-from issuer.legacy.keys import LegacyRecord, hash_api_key, hash_digest
-from issuer.legacy.report import KeyStatus, key_status
-from issuer.legacy.usage import UsageAccumulator
-from issuer.models import TenantStatus, UserStatus
-from issuer.policy import OwnerStatus
+from keyswap.issuer.grants.token_exchange import MIGRATION_GUIDE_URL, deprecation_headers
+from keyswap.issuer.hashing import SecretHasher
+from keyswap.issuer.legacy.importing import ImportRow, RowError, parse_csv
+from keyswap.issuer.legacy.keys import LegacyRecord, hash_api_key, hash_digest
+from keyswap.issuer.legacy.report import KeyStatus, key_status
+from keyswap.issuer.legacy.usage import UsageAccumulator
+from keyswap.issuer.models import TenantStatus, UserStatus
+from keyswap.issuer.policy import OwnerStatus
 
 DIGEST = hashlib.sha256(b"sk_one").hexdigest()
 

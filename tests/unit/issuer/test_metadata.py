@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.metadata``: the RFC 8414 document lists only what is supported."""
+"""Unit tests of ``keyswap.issuer.metadata``: the RFC 8414 document lists only what is supported."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from issuer.config import Settings
-from issuer.metadata import Discovery, build_metadata, metadata_bytes
+from keyswap.issuer.config import Settings
+from keyswap.issuer.metadata import Discovery, build_metadata, metadata_bytes
 
 
 def _settings(tmp_path: Path, issuer: str = "https://issuer.example") -> Settings:

@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.policy``: every refusal fact, with an injected clock."""
+"""Unit tests of ``keyswap.issuer.policy``: every refusal fact, with an injected clock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from issuer.models import TenantStatus, UserStatus
-from issuer.policy import (
+from keyswap.issuer.models import TenantStatus, UserStatus
+from keyswap.issuer.policy import (
     ClientDisabled,
     CredentialExpired,
     CredentialRevoked,

@@ -1,4 +1,5 @@
-"""Properties of ``issuer.policy``: issue iff every fact is good; refusals in the fixed order.
+"""Properties of ``keyswap.issuer.policy``: issue iff every fact is good; refusals in the fixed
+order.
 
 STYLE.md fixes the order: the credential's own state (revoked, then expired, then its
 client disabled), then the owner, then the tenant, then (introspection) the token's
@@ -14,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from issuer.models import TenantStatus, UserStatus
-from issuer.policy import (
+from keyswap.issuer.models import TenantStatus, UserStatus
+from keyswap.issuer.policy import (
     ClientDisabled,
     CredentialExpired,
     CredentialRevoked,

@@ -1,4 +1,4 @@
-"""Unit tests of ``issuer.tokens``: claims, header, TTL clamp, scopes, resource → aud."""
+"""Unit tests of ``keyswap.issuer.tokens``: claims, header, TTL clamp, scopes, resource → aud."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import jwt
 import pytest
 
-from issuer.errors import InvalidScope, InvalidTarget
-from issuer.tokens import (
+from keyswap.issuer.errors import InvalidScope, InvalidTarget
+from keyswap.issuer.tokens import (
     ACCESS_TOKEN_TYP,
     IssuedToken,
     clamp_ttl,
@@ -16,7 +16,7 @@ from issuer.tokens import (
     resolve_audience,
     resolve_scopes,
 )
-from jwks import KeyPair, generate_key
+from keyswap.jwks import KeyPair, generate_key
 
 NOW = 1_800_000_000
 ALLOWED = ["orders:read", "orders:write", "reports:read"]

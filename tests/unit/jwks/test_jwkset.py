@@ -1,4 +1,4 @@
-"""Unit tests of ``jwks.jwkset``: the published set carries public members only."""
+"""Unit tests of ``keyswap.jwks.jwkset``: the published set carries public members only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jwks import ALGORITHMS, PublishedJwks, build_jwk_set, generate_key
+from keyswap.jwks import ALGORITHMS, PublishedJwks, build_jwk_set, generate_key
 
 
 @pytest.fixture(scope="module")

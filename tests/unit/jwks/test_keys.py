@@ -1,4 +1,4 @@
-"""Unit tests of ``jwks.keys``: generation, signing, and the RFC 7638 kid."""
+"""Unit tests of ``keyswap.jwks.keys``: generation, signing, and the RFC 7638 kid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import JWKRegistry
 
-from jwks import (
+from keyswap.jwks import (
     ALGORITHMS,
     KeyPair,
     UnsupportedAlgorithm,

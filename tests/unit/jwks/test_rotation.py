@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jwks import KeyView, Promote, PublishNext, Schedule, next_step
+from keyswap.jwks import KeyView, Promote, PublishNext, Schedule, next_step
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -1,4 +1,4 @@
-"""Unit tests of ``jwks.sealing``: AES-256-GCM with the kid bound as associated data."""
+"""Unit tests of ``keyswap.jwks.sealing``: AES-256-GCM with the kid bound as associated data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from jwks import (
+from keyswap.jwks import (
     InvalidKeyEncryptionKey,
     KeyUnsealError,
     Sealer,
