@@ -61,6 +61,8 @@ DEV_TOOLS = [
     "hypothesis>=6.100",
     "schemathesis>=4.0",
     "scim2-client[httpx2]>=0.13.2",
+    # An independent implementation of draft-ietf-oauth-status-list, for the interop test.
+    "token-status-list==0.1.0a2.dev1",
     "mypy>=1.13",
     "ruff>=0.8",
 ]

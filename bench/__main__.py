@@ -15,6 +15,7 @@ BENCHMARKS = {
     "exchange": "legacy key exchange latency with 100 and 100,000 imported keys",
     "verify": "keyswap.clients.Verifier verifications/s next to PyJWT's raw jwt.decode",
     "scale": "token issuance with 1 client vs 100,000 clients in the database",
+    "status": "status lists: bytes for 10k/100k/1M tokens, verifier and issuance cost",
     "soak": "one server worker under load for N minutes: RSS start/end/max and slope",
 }
 

@@ -8,7 +8,8 @@
     │   └── IssuerUnavailable      5xx, 429 or a network failure, after retries
     └── InvalidToken               a bearer token failed verification (RFC 6750 ``invalid_token``)
         ├── ExpiredToken           ``exp`` is past (with leeway)
-        └── UnknownKey             no key in the issuer's JWKS matches the token's ``kid``
+        ├── UnknownKey             no key in the issuer's JWKS matches the token's ``kid``
+        └── RevokedToken           the token's status list entry says it is invalid
 
 ``InsufficientScope`` (RFC 6750 ``insufficient_scope``) is raised by framework glue when a
 valid token lacks a required scope.
@@ -59,6 +60,10 @@ class ExpiredToken(InvalidToken):
 
 class UnknownKey(InvalidToken):
     """No key in the issuer's JWKS has the token's ``kid``, even after a refresh."""
+
+
+class RevokedToken(InvalidToken):
+    """The token's entry in its issuer's status list is set (draft-ietf-oauth-status-list)."""
 
 
 class InsufficientScope(KeyswapClientError):

@@ -216,8 +216,8 @@ class RemoteKeySet(Generic[T]):
                 backoff = self._min_interval * 2 ** min(self._failures, 16)
                 self._failures += 1
                 self._next_attempt = now + min(self._max_backoff, backoff)
-                if snapshot is not None and now < snapshot.expires_at + self._stale_if_error:
-                    log.warning("JWKS fetch from %s failed; using cached keys", self.uri)
+                if snapshot is not None and now < self._usable_until(snapshot):
+                    log.warning("fetch from %s failed; using the cached copy", self.uri)
                     return snapshot.keys
                 raise
             self._failures = 0
@@ -230,9 +230,13 @@ class RemoteKeySet(Generic[T]):
             raise IssuerUnavailable(
                 "temporarily_unavailable", f"the keys at {self.uri} are unavailable"
             )
-        if not fresh and now >= snapshot.expires_at + self._stale_if_error:
+        if not fresh and now >= self._usable_until(snapshot):
             raise IssuerUnavailable("temporarily_unavailable", f"the keys at {self.uri} are stale")
         return snapshot.keys
+
+    def _usable_until(self, snapshot: _Snapshot[T]) -> float:
+        """Return until when an expired copy may still be used while fetches fail."""
+        return snapshot.expires_at + self._stale_if_error
 
     def _fetch(self, previous: _Snapshot[T] | None) -> _Snapshot[T]:
         headers = {}

@@ -6,6 +6,11 @@ bound to the key named by ``kid``, never the header's choice; ``iss``, ``aud``, 
 ``nbf`` and ``iat`` (with a small leeway) and the required claims. What passes becomes a
 frozen ``Principal``. ``verify(token, introspect=True)`` also asks the issuer whether the
 token is active now (RFC 7662), for calls that must see a revocation at once.
+
+With ``check_status=True`` each token's entry in the issuer's Token Status List
+(draft-ietf-oauth-status-list) is checked too: a revocation is seen within the list's
+``ttl``, with no request to the issuer per token (see ``status_list`` for the policy when
+a list cannot be fetched: the last good copy until its ``exp``, then fail closed).
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from typing import Any
 import jwt
 import requests
 
-from .errors import ExpiredToken, InvalidToken, IssuerUnavailable
+from .errors import ExpiredToken, InvalidToken, IssuerUnavailable, RevokedToken
 from .introspection import Introspector
 from .jwks_cache import JWKSCache
 from .outbound import outbound_session, require_secure_url
+from .status_list import StatusLists, status_reference
 from .token_client import metadata_url
 
 #: RFC 9068 §2.2 claims, plus keyswap's ``client_id`` owner link, that every token carries.
@@ -87,14 +93,18 @@ class Verifier:
         min_refresh_interval: float = 10.0,
         introspection_client: tuple[str, str] | None = None,
         introspection_cache_ttl: float = 5.0,
+        check_status: bool = False,
+        max_status_lists: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Verify tokens from ``issuer`` (its exact ``iss``) meant for ``audience``.
 
         Nothing is fetched until the first token: then the metadata (unless ``jwks_uri``
         is given) and the JWK Set. ``introspection_client`` is the (client_id, secret) of a
-        client created with ``--can-introspect``; ``clock`` (monotonic seconds) drives
-        the JWKS and introspection caches, not token times.
+        client created with ``--can-introspect``; ``check_status`` also checks each token's
+        status list entry (lists under the issuer's URL only, at most ``max_status_lists``
+        cached); ``clock`` (monotonic seconds) drives the JWKS, status list and
+        introspection caches, not token times.
         """
         # Keys and introspection answers come from these URLs: https, or http on this machine.
         self.issuer = require_secure_url(issuer, "issuer")
@@ -121,6 +131,9 @@ class Verifier:
         # Header segment -> kid, for headers that passed the checks: a key's tokens all
         # share one header, so most calls skip decoding it (jwt.decode still verifies it).
         self._kids: dict[str, str] = {}
+        self.check_status = check_status
+        self._max_status_lists = max_status_lists
+        self._status_lists: StatusLists | None = None
 
     @property
     def keys(self) -> JWKSCache:
@@ -139,6 +152,8 @@ class Verifier:
         kid = self._kid(token)
         key = (self._keys or self._load()).get(kid)
         principal = self._decode(token, key, audience)
+        if self.check_status:
+            self._check_status(principal.claims, fetch=True)
         if introspect:
             self._introspect(token)
         return principal
@@ -155,7 +170,10 @@ class Verifier:
         key = keys.cached(kid) if keys is not None else None
         if key is None:
             return None
-        return self._decode(token, key, audience)
+        principal = self._decode(token, key, audience)
+        if self.check_status and not self._check_status(principal.claims, fetch=False):
+            return None
+        return principal
 
     def introspector(self) -> Introspector:
         """Return the RFC 7662 client; ValueError when no introspection client is configured."""
@@ -206,6 +224,45 @@ class Verifier:
         except RecursionError as exc:  # PyJWT parses the header again, and the claims
             raise InvalidToken("the token is malformed") from exc
         return _principal(claims)
+
+    def _check_status(self, claims: Mapping[str, Any], *, fetch: bool) -> bool:
+        """Raise ``RevokedToken`` if the token's status entry is set; False if not cached."""
+        reference = status_reference(claims)
+        if reference is None:
+            raise InvalidToken("the token has no status list entry")
+        uri, idx = reference
+        # Lists are fetched from the issuer only, whatever a token names.
+        if not uri.startswith(self.issuer.rstrip("/") + "/"):
+            raise InvalidToken("the token's status list is not the issuer's")
+        cache = self._lists().cache(uri)
+        status_list = cache.current() if fetch else cache.cached_keys()
+        if status_list is None:
+            return False
+        value = status_list.status(idx)
+        if value is None:
+            raise InvalidToken("the token's status list entry is out of range")
+        if value != 0:
+            raise RevokedToken("the token has been revoked")
+        return True
+
+    def _lists(self) -> StatusLists:
+        lists = self._status_lists
+        if lists is None:
+            keys = self.keys  # outside the lock: it may take it to read the metadata
+            with self._lock:
+                if self._status_lists is None:
+                    self._status_lists = StatusLists(
+                        max_lists=self._max_status_lists,
+                        issuer=self.issuer,
+                        keys=keys,
+                        leeway=self.leeway,
+                        session=self._session,
+                        timeout=self._timeout,
+                        min_refresh_interval=min(self._min_refresh_interval, 1.0),
+                        clock=self._clock,
+                    )
+                lists = self._status_lists
+        return lists
 
     def _introspect(self, token: str) -> None:
         if not self.introspector().is_active(token):

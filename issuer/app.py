@@ -40,6 +40,8 @@ from .legacy.usage import USAGE_EXTENSION, UsageAccumulator
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
 from .server import KeyswapServer
+from .status_leases import StatusLeases
+from .status_publisher import StatusListPublisher
 from .storage import requestable_scopes
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class Keyswap:
     discovery: Discovery
     limits: RateLimits
     ledger: RefusalLedger
+    #: Signed status lists, rebuilt from the database at most once per interval.
+    status_lists: StatusListPublisher
 
 
 def current_keyswap() -> Keyswap:
@@ -187,6 +191,7 @@ def create_app(
         SecretAuthenticator(hasher, utcnow),
         session=request_session,
         reader=reader,
+        status_leases=StatusLeases(sessions, max_token_ttl=settings.max_token_ttl),
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
@@ -217,6 +222,9 @@ def create_app(
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
         limits=limits,
         ledger=RefusalLedger(metrics, limits, usage),
+        status_lists=StatusListPublisher(
+            sessions, keyring, issuer=settings.issuer, ttl=settings.status_list_ttl, clock=clock
+        ),
     )
 
     app.teardown_appcontext(_close_session)
@@ -231,7 +239,7 @@ def create_app(
     from .admin import api as admin_api
     from .admin import keys as _admin_keys  # noqa: F401  (its routes join the admin blueprint)
     from .scim import views as scim_views
-    from .views import oauth, ops, wellknown
+    from .views import oauth, ops, statuslists, wellknown
 
     limit_blueprint(app, limits, oauth.bp.name)
     app.register_blueprint(oauth.bp)
@@ -239,4 +247,5 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(scim_views.bp)
+    app.register_blueprint(statuslists.bp)
     return app

@@ -150,6 +150,8 @@ class Settings:
     outbound_allow_private: bool = False
     #: The total time one outbound fetch may take, headers and body included.
     outbound_deadline: float = 5.0
+    #: Seconds verifiers may cache a status list (its ``ttl``).
+    status_list_ttl: int = 60
     #: The KEK file this start generated, if it did (start-up refuses to use it on a
     #: database that already has keys, rather than silently starting a second key set).
     generated_kek_file: Path | None = None
@@ -218,6 +220,7 @@ class Settings:
             trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
             key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
             outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),
+            status_list_ttl=_int(env, "KEYSWAP_STATUS_LIST_TTL", 60, minimum=1),
         )
 
 

@@ -22,6 +22,7 @@ from .db import utcnow
 from .hashing import SecretHasher, new_secret
 from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
 from .revocation import revoke_jti
+from .status_lists import revoke_blocks
 from .storage import (
     Conflict,
     NotFound,
@@ -73,6 +74,7 @@ def set_tenant_status(
             # Every token of every user in the tenant goes inactive now, and stays so after
             # reactivation: a suspension is not undone by lifting it.
             tenant.tokens_revoked_before = tenant.status_changed_at
+            revoke_blocks(session, tenant.status_changed_at, tenant=tenant.name)
         action = (
             events.TENANT_SUSPENDED if status is TenantStatus.SUSPENDED else events.TENANT_ACTIVATED
         )
@@ -109,6 +111,7 @@ def set_user_status(
         user.status_changed_at = utcnow()
         if status is not UserStatus.ACTIVE:
             user.tokens_revoked_before = user.status_changed_at
+            revoke_blocks(session, user.status_changed_at, owner_id=user.id)
         events.record(
             session,
             events.user_status_event(status.value),
@@ -257,6 +260,7 @@ def disable_client(
         client.enabled = False
         client.disabled_at = utcnow()
         client.tokens_revoked_before = client.disabled_at
+        revoke_blocks(session, client.disabled_at, client_id=client.id)
         events.record(
             session, events.CLIENT_DISABLED, f"client:{client_id}", actor=actor, reason=reason
         )
@@ -316,6 +320,7 @@ def revoke_user_tokens(
     """Make every token issued so far to ``name``'s credentials inactive."""
     user = get_user(session, name)
     user.tokens_revoked_before = utcnow()
+    revoke_blocks(session, user.tokens_revoked_before, owner_id=user.id)
     events.record(session, events.TOKENS_REVOKED, f"user:{name}", actor=actor, reason=reason)
     return user
 
@@ -326,14 +331,24 @@ def revoke_client_tokens(
     """Make every token issued so far to ``client_id`` inactive."""
     client = get_client(session, client_id)
     client.tokens_revoked_before = utcnow()
+    revoke_blocks(session, client.tokens_revoked_before, client_id=client.id)
     events.record(session, events.TOKENS_REVOKED, f"client:{client_id}", actor=actor, reason=reason)
     return client
 
 
 def revoke_token_id(
-    session: Session, jti: str, *, max_token_ttl: int, actor: str, reason: str | None = None
+    session: Session,
+    jti: str,
+    *,
+    max_token_ttl: int,
+    actor: str,
+    reason: str | None = None,
+    tenant: str | None = None,
 ) -> bool:
-    """Deny one token by its jti; kept for the longest lifetime a token can have."""
+    """Deny one token by its jti; kept for the longest lifetime a token can have.
+
+    Its status list bit is set as well; with ``tenant`` only if the token is that tenant's.
+    """
     now = utcnow()
     added = revoke_jti(
         session,
@@ -341,6 +356,7 @@ def revoke_token_id(
         client_id="",
         expires_at=now + timedelta(seconds=max_token_ttl),
         now=now,
+        tenant=tenant,
     )
     if added:
         events.record(session, events.TOKEN_REVOKED, f"token:{jti}", actor=actor, reason=reason)

@@ -53,6 +53,8 @@ def build_metadata(settings: Settings, scopes: Sequence[str] = ()) -> dict[str, 
         "scopes_supported": sorted(set(scopes)),
         # RFC 9068 access tokens are signed with the active key's algorithm.
         "access_token_signing_alg_values_supported": list(SIGNING_ALGS),
+        # draft-ietf-oauth-status-list-21 §9.3: every list's uri, for verifiers that prefetch.
+        "status_list_aggregation_endpoint": f"{issuer}/statuslists",
         "service_documentation": "https://github.com/keyswap/keyswap#readme",
     }
     return {name: value for name, value in document.items() if value != []}

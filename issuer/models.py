@@ -337,3 +337,29 @@ class FederationTrust(Base):
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     service_account: Mapped[User] = relationship(lazy="joined")
+
+
+class StatusBlock(Base):
+    """A block of status list entries leased to one process for one credential and key.
+
+    ``slot`` numbers blocks across every list: list ``slot // BLOCKS_PER_LIST``, entries
+    from ``(slot % BLOCKS_PER_LIST) * BLOCK_SIZE`` (see ``keyswap.issuer.status_lists``). The row is
+    written once per lease, never per token; revocations set ``bits`` (one token) or
+    ``revoked`` (every entry of the block). After ``expires_at`` no token uses it any more
+    and the slot may be leased again.
+    """
+
+    __tablename__ = "status_blocks"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: The token's ``client_id``: a client's id, or ``legacy:<key id>``.
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    owner_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
+    kid: Mapped[str] = mapped_column(String(64), index=True)
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When the last token that may use this block expires (lease end + longest lifetime).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: One bit per entry, least significant bit first, as in the served list.
+    bits: Mapped[bytes] = mapped_column(LargeBinary)

@@ -3,7 +3,8 @@
 A revoked token is remembered by its ``jti`` only until its own ``exp``; after that it is
 inactive anyway, so rows are pruned and the table does not grow with issuance volume.
 Whole groups of tokens (a user's, a client's, a tenant's, a legacy key's) are revoked
-without enumerating them, by a cutoff time compared with ``iat`` (see ``policy``).
+without enumerating them, by a cutoff time compared with ``iat`` (see ``policy``), and
+in the status lists by their blocks (``status_lists.revoke_blocks``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .db import PreparedRead
 from .models import RevokedToken
+from .status_lists import entry_of_jti, revoke_entry
 
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
@@ -34,10 +36,23 @@ def _insert_ignoring_duplicates(session: Session) -> Insert:
 
 
 def revoke_jti(
-    session: Session, *, jti: str, client_id: str, expires_at: datetime, now: datetime
+    session: Session,
+    *,
+    jti: str,
+    client_id: str,
+    expires_at: datetime,
+    now: datetime,
+    tenant: str | None = None,
 ) -> bool:
-    """Add ``jti`` to the denylist until ``expires_at``; False if it was already there."""
+    """Add ``jti`` to the denylist until ``expires_at``; False if it was already there.
+
+    The token's status list bit, named by its ``jti``, is set too (only in ``tenant``'s
+    blocks when given: a tenant's administrator names only its own tokens).
+    """
     prune_revoked(session, now)
+    entry = entry_of_jti(jti)
+    if entry is not None:
+        revoke_entry(session, entry, now, tenant=tenant)
     inserted = session.execute(
         _insert_ignoring_duplicates(session)
         .values(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=now)

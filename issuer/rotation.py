@@ -25,6 +25,7 @@ from . import events
 from .db import utcnow
 from .keyring import create_signing_key
 from .models import KeyState, SigningKey
+from .status_lists import revoke_blocks
 from .storage import Conflict, NotFound, list_signing_keys
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,8 @@ def revoke_key(
     )
     if revoked.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"key {kid} changed state meanwhile; look again with `keyswap keys list`")
+    # Verifiers drop the key with the JWK Set; status lists say so to those still holding it.
+    revoke_blocks(session, now, kid=kid)
     events.record(
         session,
         events.KEY_REVOKED,

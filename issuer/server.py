@@ -48,6 +48,7 @@ from .grants import reject_repeated
 from .introspection import CredentialCheck, introspect
 from .keyring import KeyRing
 from .revocation import revoke_claims
+from .status_leases import StatusLeases
 from .storage import ClientRecord, load_client_record
 from .tokens import ACCESS_TOKEN_TYP
 
@@ -135,6 +136,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         authenticator: SecretAuthenticator,
         session: Callable[[], Session],
         reader: Engine,
+        status_leases: StatusLeases,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -142,6 +144,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.session = session
         #: Autocommit engine for the hot path's single-statement reads.
         self.reader = reader
+        #: Status list entries for issued tokens, leased in blocks.
+        self.status_leases = status_leases
         #: Live-status checks for credentials that are not registered clients (legacy keys).
         self.credential_checks: list[CredentialCheck] = []
         #: The per-client rate limit, counted once a client has authenticated.

@@ -19,6 +19,7 @@ from .errors import (
     InvalidScope,
     InvalidTarget,
 )
+from .status_lists import StatusEntry
 
 # RFC 9068 §2.1: the header "typ" MUST be "at+jwt".
 ACCESS_TOKEN_TYP = "at+jwt"
@@ -98,8 +99,14 @@ def mint_access_token(
     now: int,
     ttl: int,
     extra: Mapping[str, Any] | None = None,
+    status: StatusEntry | None = None,
 ) -> IssuedToken:
-    """Sign an RFC 9068 access token and return it with its claims."""
+    """Sign an RFC 9068 access token and return it with its claims.
+
+    ``status`` is the token's status list entry: it becomes the ``status`` claim, and the
+    ``jti`` ends with it so that a revocation by jti alone finds the entry.
+    """
+    jti = secrets.token_urlsafe(16)
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": subject,
@@ -107,11 +114,13 @@ def mint_access_token(
         "exp": now + ttl,
         "iat": now,
         "nbf": now,
-        "jti": secrets.token_urlsafe(16),
+        "jti": jti if status is None else jti + status.jti_suffix(),
         "client_id": client_id,
         "scope": " ".join(scopes),
         "tenant": tenant,
     }
+    if status is not None:
+        claims["status"] = status.claim(issuer)
     if extra:
         claims.update(extra)
     return IssuedToken(jwt=signer.sign(claims, typ=ACCESS_TOKEN_TYP), claims=claims, expires_in=ttl)

@@ -262,6 +262,9 @@ def db(live_server: LiveServer) -> Iterator[None]:
         for table in reversed(Base.metadata.sorted_tables):
             if table.name not in KEPT_TABLES:
                 session.execute(table.delete())
+    # Leased status blocks and served lists named rows that are gone now.
+    live_server.keyswap.server.status_leases.forget()
+    live_server.keyswap.status_lists.forget()
     yield
 
 

@@ -35,12 +35,27 @@ def sign_for_owner(
     scopes: Sequence[str],
     token_ttl: int | None,
     now: datetime,
+    credential_cutoff: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> IssuedToken:
-    """Sign an access token for ``owner`` with the server's cached signer (both grants)."""
+    """Sign an access token for ``owner`` with the server's cached signer (both grants).
+
+    The token gets a status list entry from this process's leased block for the
+    credential and key; ``credential_cutoff`` is the credential's revocation cutoff, as
+    read with it (a changed cutoff means the block may have been revoked whole).
+    """
     settings = server.settings
+    signer = server.keyring.signer()
+    entry = server.status_leases.entry(
+        client_id=client_id,
+        owner_id=owner.user_id,
+        tenant=owner.tenant,
+        kid=signer.kid,
+        cutoffs=(credential_cutoff, owner.tokens_revoked_before),
+        now=now,
+    )
     return mint_access_token(
-        signer=server.keyring.signer(),
+        signer=signer,
         issuer=settings.issuer,
         subject=owner.user_id,
         audience=audience,
@@ -50,4 +65,5 @@ def sign_for_owner(
         now=int(now.timestamp()),
         ttl=clamp_ttl(token_ttl, settings.default_token_ttl, settings.max_token_ttl),
         extra=extra,
+        status=entry,
     )

@@ -61,6 +61,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             scopes=self.scopes,
             token_ttl=record.token_ttl,
             now=utcnow(),
+            credential_cutoff=record.tokens_revoked_before,
         )
         self.request.issued_token = token
         return 200, token.response_body(" ".join(self.scopes)), self.TOKEN_RESPONSE_HEADER

@@ -183,6 +183,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             scopes=self.scopes,
             token_ttl=None,
             now=now,
+            credential_cutoff=record.tokens_revoked_before,
             extra={LEGACY_CLAIM: record.key_id},
         )
         self.request.issued_token = token

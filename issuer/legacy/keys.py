@@ -25,6 +25,7 @@ from ..db import PreparedRead, utcnow
 from ..hashing import SecretHasher
 from ..models import LegacyKey, Tenant, User
 from ..policy import OwnerStatus, Refusal, check_credential, check_issued_after, check_owner
+from ..status_lists import revoke_blocks
 from ..storage import NotFound
 
 #: Tokens exchanged from a legacy key carry ``client_id = legacy:<key id>``.
@@ -192,6 +193,7 @@ def revoke_legacy_key(
         now = utcnow()
         key.revoked_at = now
         key.tokens_revoked_before = now
+        revoke_blocks(session, now, client_id=CLIENT_ID_PREFIX + key_id)
         events.record(
             session, LEGACY_KEY_REVOKED, f"legacy_key:{key_id}", actor=actor, reason=reason
         )

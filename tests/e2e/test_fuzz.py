@@ -45,8 +45,9 @@ CONFIG = schemathesis.Config.from_dict(
             # RFC 6749 §5.2: a well-formed request that asks for something the credential may
             # not have (an unknown scope, resource, API key) is a 400, so schema-valid data
             # cannot promise acceptance. Server errors are still failures (not_a_server_error).
+            # Likewise a well-formed status list id that names no list is a 404.
             "positive_data_acceptance": {
-                "expected-statuses": ["2xx", "3xx", "400", "401", "403", "429"],
+                "expected-statuses": ["2xx", "3xx", "400", "401", "403", "404", "429"],
             },
         },
     }
