@@ -15,13 +15,13 @@ import jwt
 import pytest
 import requests
 from flask import Flask, g, request
-from prometheus_client.parser import text_string_to_metric_families
 
 from keyswap.clients import TokenClient, TokenRefused, Verifier
 from keyswap.clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
 from keyswap.clients.wsgi import ENVIRON_KEY
 from keyswap.issuer.legacy.usage import usage_for
 
+from ..metrics import metric_total
 from .legacy_servers import free_port, import_key, serving, shim_process
 from .token_servers import FakeClock, tokens_issued
 
@@ -161,14 +161,7 @@ def test_max_age_bounds_how_long_a_keys_token_is_reused(live_issuer):
 
 
 def _unknown_key_refusals(issuer_url: str) -> float:
-    text = requests.get(f"{issuer_url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "keyswap_refusals_total"
-        and sample.labels.get("reason") == "unknown_api_key"
-    )
+    return metric_total(issuer_url, "keyswap_refusals_total", reason="unknown_api_key")
 
 
 def test_a_refused_key_is_not_asked_again_within_the_refusal_ttl(live_issuer):

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask, make_response, request
-from prometheus_client.parser import text_string_to_metric_families
 
 from keyswap.clients import Verifier
 from keyswap.clients.legacy import KeyExchanger, LegacyKeyMiddleware, ShimProxy
 from keyswap.issuer.legacy.usage import usage_for
 
+from ..metrics import metric_total
 from .legacy_servers import import_key, serving, shim_process
 
 SUNSET = "2099-12-31T00:00:00Z"
@@ -130,13 +130,7 @@ def test_a_cookie_set_for_one_caller_is_never_sent_for_another(live_issuer, shim
 
 
 def _failures(issuer_url: str, reason: str) -> float:
-    text = requests.get(f"{issuer_url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "keyswap_refusals_total" and sample.labels.get("reason") == reason
-    )
+    return metric_total(issuer_url, "keyswap_refusals_total", reason=reason)
 
 
 def test_a_guessing_caller_is_limited_and_another_callers_key_still_works(

@@ -13,9 +13,10 @@ from typing import Any
 
 import jwt
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from ..metrics import metric_total
 
 FORWARDED_REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
@@ -143,13 +144,7 @@ def serving(app: Any) -> Iterator[Any]:
 
 def tokens_issued(issuer_url: str) -> float:
     """Return the issuer's ``keyswap_tokens_issued_total``, summed over grant types."""
-    text = requests.get(f"{issuer_url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "keyswap_tokens_issued_total"
-    )
+    return metric_total(issuer_url, "keyswap_tokens_issued_total")
 
 
 class FakeClock:

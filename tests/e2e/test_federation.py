@@ -19,7 +19,6 @@ import jwt
 import pytest
 import requests
 from flask.testing import FlaskCliRunner
-from prometheus_client.parser import text_string_to_metric_families
 
 from keyswap.clients import TokenClient, TokenRefused, WorkloadToken
 from keyswap.issuer.db import Base, transaction
@@ -37,6 +36,7 @@ from tests.conftest import (
     start_live_server,
     stop_live_server,
 )
+from tests.metrics import metric_total
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -265,14 +265,7 @@ def test_replayed_assertion_is_refused_and_counted_by_reason(
 
 def replays_counted(keyswap: LiveIssuer) -> float:
     """Return the refusals counted with reason ``assertion_replayed`` so far."""
-    metrics = requests.get(f"{keyswap.url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(metrics)
-        for sample in family.samples
-        if sample.name == "keyswap_refusals_total"
-        and sample.labels.get("reason") == "assertion_replayed"
-    )
+    return metric_total(keyswap.url, "keyswap_refusals_total", reason="assertion_replayed")
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from keyswap.issuer.cli import cli
+
+from ..metrics import metric_total
 
 
 def _token(issuer, auth):
@@ -172,13 +173,7 @@ def _exchange(issuer, api_key, address):
 
 
 def _budget_spent(issuer):
-    text = requests.get(f"{issuer.url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "keyswap_unknown_key_budget_spent_total"
-    )
+    return metric_total(issuer.url, "keyswap_unknown_key_budget_spent_total")
 
 
 def test_unknown_api_keys_share_one_global_budget_across_addresses(
