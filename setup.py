@@ -33,6 +33,7 @@ NOT_SHIPPED = ("*.py", "*.pyc", "*.db", "*.sqlite3", "kek")
 SERVER_REQUIRES = [
     "authlib>=1.6",
     "flask>=3.1",
+    "flask-wtf>=1.2",
     "click>=8.1",
     "werkzeug>=3.1",
     "sqlalchemy>=2.0.30",
@@ -63,6 +64,7 @@ DEV_TOOLS = [
     "scim2-client[httpx2]>=0.13.2",
     "mypy>=1.13",
     "ruff>=0.8",
+    "playwright>=1.45",
 ]
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +26,7 @@ from keyswap.jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings
+from .console.traffic import TrafficCounter
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .grants.client_credentials import ClientCredentialsGrant
@@ -68,6 +69,8 @@ class Keyswap:
     discovery: Discovery
     limits: RateLimits
     ledger: RefusalLedger
+    #: Issued and refused token requests per minute, for the console's charts.
+    traffic: TrafficCounter
 
 
 def current_keyswap() -> Keyswap:
@@ -199,6 +202,12 @@ def create_app(
     from .metrics import Metrics
 
     metrics = Metrics()
+    traffic = TrafficCounter(
+        sessions,
+        clock,
+        enabled=settings.console,
+        retention=timedelta(days=settings.console_retention_days),
+    )
     app.extensions["keyswap"] = Keyswap(
         settings=settings,
         clock=clock,
@@ -212,7 +221,8 @@ def create_app(
         metrics=metrics,
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
         limits=limits,
-        ledger=RefusalLedger(metrics, limits, usage),
+        ledger=RefusalLedger(metrics, limits, usage, traffic=traffic),
+        traffic=traffic,
     )
 
     app.teardown_appcontext(_close_session)
@@ -235,4 +245,8 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(scim_views.bp)
+    if settings.console:
+        from .console import init_console
+
+        init_console(app)
     return app

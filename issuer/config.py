@@ -150,6 +150,13 @@ class Settings:
     outbound_allow_private: bool = False
     #: The total time one outbound fetch may take, headers and body included.
     outbound_deadline: float = 5.0
+    #: Whether ``/console`` (the operator console) is served; ``keyswap demo`` turns it on.
+    console: bool = False
+    #: How long a console sign-in lasts, and how long a one-time login link stays usable.
+    console_session_ttl: int = 8 * 3600
+    console_link_ttl: int = 300
+    #: Days the console's per-minute and per-hour traffic counts are kept.
+    console_retention_days: int = 14
     #: The KEK file this start generated, if it did (start-up refuses to use it on a
     #: database that already has keys, rather than silently starting a second key set).
     generated_kek_file: Path | None = None
@@ -218,6 +225,10 @@ class Settings:
             trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
             key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
             outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),
+            console=_flag(env, "KEYSWAP_CONSOLE", False),
+            console_session_ttl=_int(env, "KEYSWAP_CONSOLE_SESSION_TTL", 8 * 3600, minimum=60),
+            console_link_ttl=_int(env, "KEYSWAP_CONSOLE_LINK_TTL", 300, minimum=30),
+            console_retention_days=_int(env, "KEYSWAP_CONSOLE_RETENTION_DAYS", 14, minimum=1),
         )
 
 

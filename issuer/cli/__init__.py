@@ -13,7 +13,21 @@ import click
 from flask.cli import FlaskGroup
 
 from ..app import create_app
-from . import admin, audit, clients, db, keys, legacy, scim, serve, shim, tenants, tokens, users
+from . import (
+    admin,
+    audit,
+    clients,
+    console,
+    db,
+    keys,
+    legacy,
+    scim,
+    serve,
+    shim,
+    tenants,
+    tokens,
+    users,
+)
 
 
 class KeyswapGroup(FlaskGroup):
@@ -63,6 +77,7 @@ for group in (
     legacy.group,
     admin.group,
     scim.group,
+    console.group,
 ):
     cli.add_command(group)
 cli.add_command(audit.audit)
