@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 from .conftest import Console
 
@@ -23,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     """Start headless Chromium once for this module."""
     from playwright.sync_api import sync_playwright
 
@@ -36,14 +40,14 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, tmp_path: Path):  # type: ignore[no-untyped-def]
+def page(browser: Browser) -> Iterator[Page]:
     """Return a page in a fresh browser context (no cookies)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     yield context.new_page()
     context.close()
 
 
-def sign_in(page, console: Console, tenant: str | None = None) -> str:  # type: ignore[no-untyped-def]
+def sign_in(page: Page, console: Console, tenant: str | None = None) -> str:
     """Sign ``page`` in with a fresh one-time link; return the link."""
     link = console.link(tenant)
     page.goto(link)
@@ -52,7 +56,7 @@ def sign_in(page, console: Console, tenant: str | None = None) -> str:  # type: 
     return link
 
 
-def shoot(page, tmp_path: Path, name: str) -> Path:  # type: ignore[no-untyped-def]
+def shoot(page: Page, tmp_path: Path, name: str) -> Path:
     """Save a full-page screenshot under the test's output."""
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
