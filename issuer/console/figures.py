@@ -165,7 +165,7 @@ def owners_without_client(keys: Iterable[dict[str, Any]]) -> list[dict[str, Any]
         if k["migrated"] or k["owner_status"] == "deleted":
             continue
         entry = owners.setdefault(
-            k["owner"], {"owner": k["owner"], "tenant": k["tenant"], "keys": []}
+            k["owner"], {"owner": k["owner"], "tenant": k["tenant"], "key_ids": []}
         )
-        entry["keys"].append(k["key_id"])
+        entry["key_ids"].append(k["key_id"])
     return list(owners.values())
