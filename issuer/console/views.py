@@ -26,7 +26,6 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import HTTPException
-from wtforms import ValidationError
 
 from ..admin.api import _int_arg, _time_arg, principal, require_global
 from ..admin.auth import Principal
@@ -95,7 +94,7 @@ def _guard() -> None:
     if request.method == "POST":
         try:
             validate_csrf(request.form.get("csrf_token"))
-        except ValidationError as exc:
+        except ValueError as exc:  # wtforms' ValidationError: missing, bad or expired token
             raise CSRFError(str(exc)) from None
 
 

@@ -210,3 +210,31 @@ def test_session_cookie_is_secure_off_loopback(console: Console) -> None:
         assert "Secure" in answer.headers["Set-Cookie"]
     finally:
         app.extensions["keyswap"].engine.dispose()
+
+
+def test_keys_page_rotates_and_revokes_only_with_confirmation_and_reason(console: Console) -> None:
+    from sqlalchemy import select
+
+    from keyswap.issuer.db import transaction
+    from keyswap.issuer.models import AuditEvent, KeyState, SigningKey
+
+    http = console.sign_in()
+    keys = console.url + "/keys"
+    assert post_form(http, keys, keys + "/rotate", alg="ES256").status_code == 303
+    with transaction(console.issuer.keyswap.sessions) as session:
+        waiting = session.scalars(select(SigningKey.kid).where(SigningKey.state == KeyState.NEXT))
+        kid = waiting.one()
+    assert kid[:16] in http.get(keys, timeout=10).text
+    unconfirmed = post_form(http, keys, f"{keys}/{kid}/revoke", reason="leaked in a log")
+    assert unconfirmed.status_code == 422
+    answer = post_form(http, keys, f"{keys}/{kid}/revoke", reason="leaked in a log", confirm="on")
+    assert answer.status_code == 303
+    with transaction(console.issuer.keyswap.sessions) as session:
+        assert session.get(SigningKey, kid).state is KeyState.REVOKED  # type: ignore[union-attr]
+        event = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.subject == f"key:{kid}", AuditEvent.action == "key.revoked"
+            )
+        ).one()
+        assert event.reason == "leaked in a log"
+        assert event.actor.startswith("console:")
