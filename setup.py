@@ -33,6 +33,7 @@ NOT_SHIPPED = ("*.py", "*.pyc", "*.db", "*.sqlite3", "kek")
 SERVER_REQUIRES = [
     "authlib>=1.6",
     "flask>=3.1",
+    "flask-wtf>=1.2",
     "click>=8.1",
     "werkzeug>=3.1",
     "sqlalchemy>=2.0.30",
@@ -65,6 +66,7 @@ DEV_TOOLS = [
     "token-status-list==0.1.0a2.dev1",
     "mypy>=1.13",
     "ruff>=0.8",
+    "playwright>=1.45",
 ]
 
 

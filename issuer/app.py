@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +26,7 @@ from keyswap.jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings
+from .console.traffic import TrafficCounter
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .federation import check_federated_token
@@ -74,6 +75,8 @@ class Keyswap:
     ledger: RefusalLedger
     #: Signed status lists, rebuilt from the database at most once per interval.
     status_lists: StatusListPublisher
+    #: Issued and refused token requests per minute, for the console's charts.
+    traffic: TrafficCounter
 
 
 def current_keyswap() -> Keyswap:
@@ -208,6 +211,12 @@ def create_app(
     from .metrics import Metrics
 
     metrics = Metrics()
+    traffic = TrafficCounter(
+        sessions,
+        clock,
+        enabled=settings.console,
+        retention=timedelta(days=settings.console_retention_days),
+    )
     app.extensions["keyswap"] = Keyswap(
         settings=settings,
         clock=clock,
@@ -221,10 +230,11 @@ def create_app(
         metrics=metrics,
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
         limits=limits,
-        ledger=RefusalLedger(metrics, limits, usage),
+        ledger=RefusalLedger(metrics, limits, usage, traffic=traffic),
         status_lists=StatusListPublisher(
             sessions, keyring, issuer=settings.issuer, ttl=settings.status_list_ttl, clock=clock
         ),
+        traffic=traffic,
     )
 
     app.teardown_appcontext(_close_session)
@@ -248,4 +258,8 @@ def create_app(
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(scim_views.bp)
     app.register_blueprint(statuslists.bp)
+    if settings.console:
+        from .console import init_console
+
+        init_console(app)
     return app

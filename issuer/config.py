@@ -152,6 +152,13 @@ class Settings:
     outbound_deadline: float = 5.0
     #: Seconds verifiers may cache a status list (its ``ttl``).
     status_list_ttl: int = 60
+    #: Whether ``/console`` (the operator console) is served; ``keyswap demo`` turns it on.
+    console: bool = False
+    #: How long a console sign-in lasts, and how long a one-time login link stays usable.
+    console_session_ttl: int = 8 * 3600
+    console_link_ttl: int = 300
+    #: Days the console's per-minute and per-hour traffic counts are kept.
+    console_retention_days: int = 14
     #: The KEK file this start generated, if it did (start-up refuses to use it on a
     #: database that already has keys, rather than silently starting a second key set).
     generated_kek_file: Path | None = None
@@ -221,6 +228,10 @@ class Settings:
             key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
             outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),
             status_list_ttl=_int(env, "KEYSWAP_STATUS_LIST_TTL", 60, minimum=1),
+            console=_flag(env, "KEYSWAP_CONSOLE", False),
+            console_session_ttl=_int(env, "KEYSWAP_CONSOLE_SESSION_TTL", 8 * 3600, minimum=60),
+            console_link_ttl=_int(env, "KEYSWAP_CONSOLE_LINK_TTL", 300, minimum=30),
+            console_retention_days=_int(env, "KEYSWAP_CONSOLE_RETENTION_DAYS", 14, minimum=1),
         )
 
 

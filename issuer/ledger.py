@@ -14,7 +14,8 @@ hand it here. The ledger then:
   one refused). Never a secret, an API key or a token;
 - tells the limiter when a credential failed (a 401, or an unknown legacy API key), and
   counts unknown keys against the global budget;
-- counts a legacy key's refusal, by reason, for ``keyswap legacy report``.
+- counts a legacy key's refusal, by reason, for ``keyswap legacy report``;
+- counts a token endpoint refusal for the console's charts (in memory, written coalesced).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .legacy.usage import UsageAccumulator
 from .ratelimit import RateLimits, claimed_client_id
 
 if TYPE_CHECKING:
+    from .console.traffic import TrafficCounter
     from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,10 @@ class RefusalLedger:
         limits: RateLimits,
         usage: UsageAccumulator,
         clock: Callable[[], datetime] = utcnow,
+        traffic: TrafficCounter | None = None,
     ) -> None:
         self._metrics = metrics
+        self._traffic = traffic
         self._limits = limits
         self._usage = usage
         self._clock = clock
@@ -105,6 +109,8 @@ class RefusalLedger:
             detail=error.detail,
         )
         self._metrics.refusals.labels(endpoint, entry.outcome, entry.reason).inc()
+        if self._traffic is not None and endpoint == "token":
+            self._traffic.refused(entry.reason, client)
         fields = asdict(entry)
         del fields["endpoint"]
         log_issuance(event, **fields)

@@ -379,6 +379,7 @@ def rotate_secret(
     grace: int,
     secret_ttl: int | None = None,
     actor: str,
+    reason: str | None = None,
 ) -> tuple[Client, str, datetime]:
     """Give a client a new secret; its current secrets keep working for ``grace`` seconds.
 
@@ -401,6 +402,7 @@ def rotate_secret(
         events.SECRET_ROTATED,
         f"client:{client_id}",
         actor=actor,
+        reason=reason,
         old_secrets_expire_at=old_until.isoformat(),
     )
     return client, secret, old_until

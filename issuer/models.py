@@ -363,3 +363,49 @@ class StatusBlock(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     #: One bit per entry, least significant bit first, as in the served list.
     bits: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ConsoleLink(Base):
+    """A one-time login link to the console, stored as the keyed hash of its secret."""
+
+    __tablename__ = "console_links"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The tenant a tenant admin's link is limited to; None for an operator of every tenant.
+    tenant: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Set by the one sign-in the link allows; a second use is refused.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TrafficMinute(Base):
+    """Token requests per minute, tenant, outcome (issued or refused) and reason.
+
+    Counted in memory and written coalesced (see ``console.traffic``), never per request.
+    ``tenant`` is empty when the request proved no credential; ``reason`` is the grant
+    type's short name for issued tokens and the refusal's metric reason otherwise.
+    """
+
+    __tablename__ = "traffic_minutes"
+
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class TrafficHour(Base):
+    """Token requests per hour and proven credential (a client id or ``legacy:<key id>``)."""
+
+    __tablename__ = "traffic_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    credential: Mapped[str] = mapped_column(String(80), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    count: Mapped[int] = mapped_column(Integer)

@@ -240,6 +240,7 @@ def stop_live_server(live: LiveServer) -> None:
         live.server.server_close()
     # Write pending legacy key counts while the database is still there.
     usage_for(live.app).close()
+    live.keyswap.traffic.close()
     live.keyswap.engine.dispose()
 
 

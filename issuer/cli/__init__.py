@@ -17,6 +17,7 @@ from . import (
     admin,
     audit,
     clients,
+    console,
     db,
     federation,
     keys,
@@ -78,6 +79,7 @@ for group in (
     admin.group,
     scim.group,
     federation.group,
+    console.group,
 ):
     cli.add_command(group)
 cli.add_command(audit.audit)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..config import DEFAULT_ISSUER, ConfigError, Settings
+from ..console.links import create_link
 from ..db import transaction
 from ..lifecycle import add_user, register_client
 from ..models import UserKind
@@ -113,7 +114,12 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 @_with_server_options
 @click.option("--json", "as_json", is_flag=True, help="Print the demo credentials as JSON.")
 def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool) -> None:
-    """Start the server on the embedded database with a demo tenant, user and client."""
+    """Start the server on the embedded database with a demo tenant, user and client.
+
+    The console is on (unless KEYSWAP_CONSOLE=0), and a one-time link to it is printed.
+    """
+    # Set in the environment, not only in these settings: the workers read it again.
+    os.environ.setdefault("KEYSWAP_CONSOLE", "1")
     settings = _settings(host, port)
 
     def setup(app: Flask) -> None:
@@ -137,7 +143,18 @@ def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool
                 max_token_ttl=settings.max_token_ttl,
                 actor="demo",
             )
-        _print_demo(settings, created.client.id, str(created.secret), as_json)
+            link = None
+            if settings.console:
+                link = create_link(
+                    session,
+                    keyswap.hasher,
+                    issuer=settings.issuer,
+                    tenant=None,
+                    ttl=settings.console_link_ttl,
+                    actor="demo",
+                    now=keyswap.clock(),
+                ).url
+        _print_demo(settings, created.client.id, str(created.secret), as_json, console_link=link)
 
     _serve(settings, host, port, workers, threads, setup=setup, quiet_stdout=as_json)
 
@@ -150,7 +167,14 @@ def _shown_url(url: str) -> str:
         return "(unparsable URL)"
 
 
-def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) -> None:
+def _print_demo(
+    settings: Settings,
+    client_id: str,
+    secret: str,
+    as_json: bool,
+    *,
+    console_link: str | None = None,
+) -> None:
     if as_json:
         creds = {
             "issuer": settings.issuer,
@@ -159,6 +183,7 @@ def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) 
             "client_secret": secret,
             "scope": DEMO_SCOPE,
             "database": _shown_url(settings.database_url),
+            "console_link": console_link,
         }
         click.echo(json.dumps(creds, indent=2))
         return
@@ -175,5 +200,11 @@ def _print_demo(settings: Settings, client_id: str, secret: str, as_json: bool) 
         f"  client_secret  {secret}   (shown once)\n"
         f"  database       {_shown_url(settings.database_url)}\n\n"
         f"Get a token:\n  {curl}\n\n"
-        f"Public keys:\n  curl -s {settings.issuer}/jwks.json\n",
+        f"Public keys:\n  curl -s {settings.issuer}/jwks.json\n"
+        + (
+            f"\nOperator console (one-time link, {settings.console_link_ttl // 60} minutes; "
+            f"more with `keyswap console link`):\n  {console_link}\n"
+            if console_link
+            else ""
+        ),
     )

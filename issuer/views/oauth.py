@@ -31,6 +31,7 @@ def token() -> Response:
         keyswap.limits.remember_key(request.form["subject_token"])
     claims = grant.request.issued_token.claims
     keyswap.metrics.tokens_issued.labels(grant.GRANT_TYPE).inc()
+    keyswap.traffic.issued(grant.GRANT_TYPE, claims["client_id"], claims["tenant"])
     log_issuance(
         TOKEN_ISSUED,
         grant=grant.GRANT_TYPE,
