@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, current_app, g, request
-from sqlalchemy import Engine
+from flask import Flask, Response, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,6 +23,7 @@ from keyswap.jwks import Sealer
 
 from .client_auth import SecretAuthenticator
 from .config import Settings
+from .context import Keyswap, close_session, current_keyswap, request_session
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
 from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from .federation import check_federated_token
@@ -36,7 +34,7 @@ from .hashing import SecretHasher
 from .keyring import KeyRing, NoSigningKey
 from .ledger import RefusalLedger
 from .legacy import check_legacy_token
-from .legacy.usage import USAGE_EXTENSION, UsageAccumulator
+from .legacy.usage import UsageAccumulator
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
 from .server import KeyswapServer
@@ -45,55 +43,11 @@ from .status_publisher import StatusListPublisher
 from .storage import requestable_scopes
 
 if TYPE_CHECKING:
-    from .metadata import Discovery
-    from .metrics import Metrics
+    pass
 
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
-
-
-@dataclass(frozen=True)
-class Keyswap:
-    """Everything one app instance shares across requests."""
-
-    settings: Settings
-    #: The wall clock signing keys are judged by (tests move it).
-    clock: Callable[[], datetime]
-    engine: Engine
-    sessions: sessionmaker[Session]
-    sealer: Sealer
-    hasher: SecretHasher
-    keyring: KeyRing
-    #: Rotation steps and key re-reads; ``keyswap serve`` starts it in each worker.
-    maintenance: Maintenance
-    server: KeyswapServer
-    metrics: Metrics
-    discovery: Discovery
-    limits: RateLimits
-    ledger: RefusalLedger
-    #: Signed status lists, rebuilt from the database at most once per interval.
-    status_lists: StatusListPublisher
-
-
-def current_keyswap() -> Keyswap:
-    """Return the wiring of the current app."""
-    return cast(Keyswap, current_app.extensions["keyswap"])
-
-
-def request_session() -> Session:
-    """Return this request's database session, opening it on first use."""
-    session = g.get("_keyswap_session")
-    if session is None:
-        session = current_keyswap().sessions()
-        g._keyswap_session = session
-    return cast(Session, session)
-
-
-def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("_keyswap_session", None)
-    if session is not None:
-        session.close()
 
 
 SECURITY_HEADERS = {
@@ -151,7 +105,8 @@ def create_app(
 ) -> Flask:
     """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``).
 
-    ``clock`` is the time the signing keys are judged by (tests move it).
+    ``clock`` is the one clock of every request path: token times, secret, key and
+    credential expiry, revocation, status lists (tests move it).
     """
     settings = settings or Settings.from_env()
     # Named "keyswap" (its logger is the parent of keyswap.*); rooted here, since the
@@ -185,13 +140,17 @@ def create_app(
         clock=clock,
     )
     reader = make_reader(engine)
+    usage = UsageAccumulator(sessions)
     server = KeyswapServer(
         settings,
         keyring,
-        SecretAuthenticator(hasher, utcnow),
+        SecretAuthenticator(hasher, clock),
         session=request_session,
         reader=reader,
         status_leases=StatusLeases(sessions, max_token_ttl=settings.max_token_ttl),
+        hasher=hasher,
+        usage=usage,
+        clock=clock,
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
@@ -199,8 +158,6 @@ def create_app(
     server.credential_checks.append(check_legacy_token)
     limits = RateLimits(settings)
     server.limit_client = limits.limit_client
-    usage = UsageAccumulator(sessions)
-    app.extensions[USAGE_EXTENSION] = usage
     server.credential_checks.append(check_federated_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
@@ -221,13 +178,14 @@ def create_app(
         metrics=metrics,
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
         limits=limits,
-        ledger=RefusalLedger(metrics, limits, usage),
+        ledger=RefusalLedger(metrics, limits, usage, clock),
+        usage=usage,
         status_lists=StatusListPublisher(
             sessions, keyring, issuer=settings.issuer, ttl=settings.status_list_ttl, clock=clock
         ),
     )
 
-    app.teardown_appcontext(_close_session)
+    app.teardown_appcontext(close_session)
     app.after_request(_security_headers)
     app.register_error_handler(OAuthError, _answer)
     app.register_error_handler(HTTPException, _render_http_error)

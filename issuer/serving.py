@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 from keyswap.jwks import KeyUnsealError
 
-from .app import Keyswap, create_app
+from .app import create_app
 from .config import Settings
+from .context import Keyswap
 from .db import transaction, upgrade_schema
 from .keyring import ensure_signing_key
 from .storage import list_signing_keys

@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from keyswap.issuer import create_app
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.config import Settings
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import Base, transaction, upgrade_schema, utcnow
 from keyswap.issuer.keyring import ensure_signing_key
 from keyswap.issuer.legacy.usage import usage_for

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, json, request
 
-from ..app import current_keyswap, request_session
+from ..context import current_keyswap, request_session
 from ..errors import (
     NO_STORE,
     InsufficientScope,

@@ -14,7 +14,7 @@ from flask import Response, request
 
 from keyswap.jwks import ALGORITHMS
 
-from ..app import current_keyswap, request_session
+from ..context import current_keyswap, request_session
 from ..db import utcnow
 from ..errors import InvalidRequest
 from ..legacy.importing import import_legacy_keys, parse_csv

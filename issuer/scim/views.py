@@ -31,7 +31,7 @@ from scim2_server.requests import ScimRequest
 from scim2_server.service import ScimService
 
 from ..admin.auth import Principal, live_claims, token_actor
-from ..app import Keyswap, current_keyswap, request_session
+from ..context import Keyswap, current_keyswap, request_session
 from ..db import utcnow
 from ..errors import NO_STORE
 from .credentials import find_scim_credential
