@@ -180,6 +180,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
             PrivateKeyJWT(
                 audiences=[settings.token_endpoint, settings.issuer],
                 session=session,
+                clock=clock,
                 remote_jwks=RemoteJwks(
                     allow_private=settings.outbound_allow_private,
                     deadline=settings.outbound_deadline,
