@@ -25,18 +25,25 @@ from .client_auth import SecretAuthenticator
 from .config import Settings
 from .context import Keyswap, close_session, current_keyswap, request_session
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
-from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from .errors import (
+    InvalidRequest,
+    NoSigningKey,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailable,
+)
 from .federation import check_federated_token
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.jwt_bearer import JWTBearerGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
-from .keyring import KeyRing, NoSigningKey
+from .keyring import KeyRing
 from .ledger import RefusalLedger
 from .legacy import check_legacy_token
 from .legacy.usage import UsageAccumulator
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
+from .rendering import render_error
 from .server import KeyswapServer
 from .status_leases import StatusLeases
 from .status_publisher import StatusListPublisher
@@ -70,7 +77,7 @@ def _answer(error: OAuthError) -> Response:
     # Every error answer passes here: the refusal ledger records those of the OAuth
     # endpoints (429 and 503 included) before the one renderer writes the body.
     current_keyswap().ledger.refuse(error, request)
-    return error.to_response()
+    return render_error(error)
 
 
 def _render_http_error(error: HTTPException) -> Response:

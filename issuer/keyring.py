@@ -31,14 +31,11 @@ from keyswap.jwks import (
 )
 
 from .db import utcnow
+from .errors import NoSigningKey as NoSigningKey  # re-exported
 from .models import KeyState, SigningKey
 from .storage import active_signing_key, list_signing_keys
 
 log = logging.getLogger(__name__)
-
-
-class NoSigningKey(RuntimeError):
-    """There is no active signing key: run ``keyswap keys rotate`` or ``keyswap serve``."""
 
 
 def create_signing_key(

@@ -128,3 +128,26 @@ def test_protocol_modules_do_not_reach_for_the_flask_app():
     ]
     for name in protocol:
         assert "current_app" not in modules[name].read_text(), name
+
+
+def _imports_flask(path: Path) -> bool:
+    for node in _imports(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+        if any(name and name.split(".")[0] == "flask" for name in names):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("module", ["keyswap.issuer.errors", "keyswap.issuer.tokens"])
+def test_errors_and_tokens_do_not_drag_flask_in(module):
+    # Rendering lives in the web layer (``rendering``): the taxonomy, and token minting
+    # that raises from it, import no web framework, directly or through keyswap modules.
+    modules = {name: path for p in PACKAGES for name, path in _modules(p).items()}
+    graph = import_graph(modules)
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph[name])
+    assert [name for name in sorted(seen) if _imports_flask(modules[name])] == []
