@@ -30,13 +30,12 @@ from sqlalchemy import insert
 from werkzeug.serving import make_server
 
 from keyswap.issuer import create_app
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.config import Settings
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import transaction, upgrade_schema, utcnow
 from keyswap.issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
 from keyswap.issuer.keyring import ensure_signing_key
 from keyswap.issuer.legacy.keys import hash_api_key, load_legacy_key, new_key_id
-from keyswap.issuer.legacy.usage import USAGE_EXTENSION
 from keyswap.issuer.lifecycle import add_user
 from keyswap.issuer.models import LegacyKey, UserKind
 
@@ -135,9 +134,7 @@ def run_one(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
     finally:
         server.shutdown()
         server.server_close()
-        usage = app.extensions.get(USAGE_EXTENSION)
-        if usage is not None:
-            usage.close()
+        keyswap.usage.close()
         keyswap.engine.dispose()
     return {
         "keys": count,

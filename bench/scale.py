@@ -37,11 +37,10 @@ from typing import Any
 from sqlalchemy import insert, text
 
 from keyswap.issuer import create_app
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.config import Settings
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import transaction, utcnow
 from keyswap.issuer.hashing import new_secret
-from keyswap.issuer.legacy.usage import USAGE_EXTENSION
 from keyswap.issuer.lifecycle import add_user
 from keyswap.issuer.models import Client, ClientSecret, UserKind
 
@@ -106,9 +105,7 @@ def bulk_clients(server: KeyswapServer, count: int, keep: int) -> list[tuple[str
                 connection.execute(text("ANALYZE"))
                 connection.commit()
     finally:
-        usage = app.extensions.get(USAGE_EXTENSION)
-        if usage is not None:
-            usage.close()
+        keyswap.usage.close()
         keyswap.engine.dispose()
     return kept
 

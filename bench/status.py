@@ -40,8 +40,8 @@ from typing import Any
 
 from keyswap.clients.verifier import Verifier
 from keyswap.issuer import create_app
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.config import Settings
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import transaction, upgrade_schema
 from keyswap.issuer.keyring import ensure_signing_key
 from keyswap.issuer.lifecycle import add_user, register_client

@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, current_app, g, request
-from sqlalchemy import Engine
+from flask import Flask, Response, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,76 +24,38 @@ from keyswap.jwks import Sealer
 from .client_auth import SecretAuthenticator
 from .config import Settings
 from .console.traffic import TrafficCounter
+from .context import Keyswap, close_session, current_keyswap, request_session
 from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
-from .errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from .errors import (
+    InvalidRequest,
+    NoSigningKey,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailable,
+)
 from .federation import check_federated_token
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.jwt_bearer import JWTBearerGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .hashing import SecretHasher
-from .keyring import KeyRing, NoSigningKey
+from .keyring import KeyRing
 from .ledger import RefusalLedger
 from .legacy import check_legacy_token
-from .legacy.usage import USAGE_EXTENSION, UsageAccumulator
+from .legacy.usage import UsageAccumulator
 from .maintenance import Maintenance
 from .ratelimit import RateLimits, limit_blueprint
+from .rendering import render_error
 from .server import KeyswapServer
 from .status_leases import StatusLeases
 from .status_publisher import StatusListPublisher
 from .storage import requestable_scopes
 
 if TYPE_CHECKING:
-    from .metadata import Discovery
-    from .metrics import Metrics
+    pass
 
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
-
-
-@dataclass(frozen=True)
-class Keyswap:
-    """Everything one app instance shares across requests."""
-
-    settings: Settings
-    #: The wall clock signing keys are judged by (tests move it).
-    clock: Callable[[], datetime]
-    engine: Engine
-    sessions: sessionmaker[Session]
-    sealer: Sealer
-    hasher: SecretHasher
-    keyring: KeyRing
-    #: Rotation steps and key re-reads; ``keyswap serve`` starts it in each worker.
-    maintenance: Maintenance
-    server: KeyswapServer
-    metrics: Metrics
-    discovery: Discovery
-    limits: RateLimits
-    ledger: RefusalLedger
-    #: Signed status lists, rebuilt from the database at most once per interval.
-    status_lists: StatusListPublisher
-    #: Issued and refused token requests per minute, for the console's charts.
-    traffic: TrafficCounter
-
-
-def current_keyswap() -> Keyswap:
-    """Return the wiring of the current app."""
-    return cast(Keyswap, current_app.extensions["keyswap"])
-
-
-def request_session() -> Session:
-    """Return this request's database session, opening it on first use."""
-    session = g.get("_keyswap_session")
-    if session is None:
-        session = current_keyswap().sessions()
-        g._keyswap_session = session
-    return cast(Session, session)
-
-
-def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("_keyswap_session", None)
-    if session is not None:
-        session.close()
 
 
 SECURITY_HEADERS = {
@@ -119,7 +78,7 @@ def _answer(error: OAuthError) -> Response:
     # Every error answer passes here: the refusal ledger records those of the OAuth
     # endpoints (429 and 503 included) before the one renderer writes the body.
     current_keyswap().ledger.refuse(error, request)
-    return error.to_response()
+    return render_error(error)
 
 
 def _render_http_error(error: HTTPException) -> Response:
@@ -154,7 +113,8 @@ def create_app(
 ) -> Flask:
     """Build the keyswap Flask app from ``settings`` (default: ``Settings.from_env()``).
 
-    ``clock`` is the time the signing keys are judged by (tests move it).
+    ``clock`` is the one clock of every request path: token times, secret, key and
+    credential expiry, revocation, status lists (tests move it).
     """
     settings = settings or Settings.from_env()
     # Named "keyswap" (its logger is the parent of keyswap.*); rooted here, since the
@@ -188,13 +148,17 @@ def create_app(
         clock=clock,
     )
     reader = make_reader(engine)
+    usage = UsageAccumulator(sessions)
     server = KeyswapServer(
         settings,
         keyring,
-        SecretAuthenticator(hasher, utcnow),
+        SecretAuthenticator(hasher, clock),
         session=request_session,
         reader=reader,
         status_leases=StatusLeases(sessions, max_token_ttl=settings.max_token_ttl),
+        hasher=hasher,
+        usage=usage,
+        clock=clock,
     )
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
@@ -202,8 +166,6 @@ def create_app(
     server.credential_checks.append(check_legacy_token)
     limits = RateLimits(settings)
     server.limit_client = limits.limit_client
-    usage = UsageAccumulator(sessions)
-    app.extensions[USAGE_EXTENSION] = usage
     server.credential_checks.append(check_federated_token)
     # Imported here, not at module level: prometheus_client picks its multiprocess mode
     # when first imported, after `keyswap serve` has set PROMETHEUS_MULTIPROC_DIR.
@@ -230,14 +192,15 @@ def create_app(
         metrics=metrics,
         discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
         limits=limits,
-        ledger=RefusalLedger(metrics, limits, usage, traffic=traffic),
+        ledger=RefusalLedger(metrics, limits, usage, clock, traffic=traffic),
+        usage=usage,
         status_lists=StatusListPublisher(
             sessions, keyring, issuer=settings.issuer, ttl=settings.status_list_ttl, clock=clock
         ),
         traffic=traffic,
     )
 
-    app.teardown_appcontext(_close_session)
+    app.teardown_appcontext(close_session)
     app.after_request(_security_headers)
     app.register_error_handler(OAuthError, _answer)
     app.register_error_handler(HTTPException, _render_http_error)

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from keyswap.jwks import ALGORITHMS, InvalidKeyEncryptionKey, Schedule, decode_kek, generate_kek
 
+from .errors import ConfigError as ConfigError  # re-exported
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
@@ -29,10 +31,6 @@ KEY_CLOCK_SKEW = 1.0
 #: The data directory holds the database (secret hashes, sealed keys, the audit log) and the
 #: KEK: only its owner may enter it.
 DATA_DIR_MODE = 0o700
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -1,10 +1,21 @@
-"""The error taxonomy and its one renderer (RFC 6749 §5.2, RFC 6750 §3, RFC 8693 §2.2.2).
+"""The error taxonomy (RFC 6749 §5.2, RFC 6750 §3, RFC 8693 §2.2.2): one root, two branches.
 
-Every refusal the server sends is an ``OAuthError``: a wire ``error`` code, an HTTP
-status, a public ``description`` worded as in CONTRACT.md, a private ``detail`` that is
-logged and never sent, a ``reason`` that labels metrics and log lines, and headers.
+Every refusal the server sends is an ``OAuthError`` (the wire branch): a wire ``error``
+code, an HTTP status, a public ``description`` worded as in CONTRACT.md, a private
+``detail`` that is logged and never sent, a ``reason`` that labels metrics and log lines,
+and headers. Everything else keyswap raises on purpose is a ``DomainError``: storage,
+lifecycle, configuration and start-up say what is wrong, and the caller (a view, a
+command) decides what the outside sees. This module imports no web framework: the one
+renderer of wire errors is ``keyswap.issuer.rendering``.
 
     KeyswapError
+    ├── DomainError
+    │   ├── NotFound                a named tenant, user, client, key does not exist
+    │   ├── Conflict                a duplicate, or a change its current state forbids
+    │   ├── InvalidValue            a value out of its grammar (scope, audience, TTL, ...)
+    │   ├── ConfigError             a setting missing or invalid (names the variable)
+    │   ├── NoSigningKey            no active signing key (503 at the token endpoint)
+    │   └── StartupError            the server cannot start
     ├── OAuthError
     │   ├── InvalidRequest          400 invalid_request
     │   ├── InvalidClient           401 invalid_client (with WWW-Authenticate)
@@ -27,8 +38,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-
-from flask import Response, json
 
 # Public descriptions (CONTRACT.md "Errors"). A caller that has not proved possession of a
 # real credential learns nothing beyond CLIENT_AUTH_FAILED / UNKNOWN_API_KEY.
@@ -80,6 +89,34 @@ class KeyswapError(Exception):
     """Root of every error keyswap raises on purpose."""
 
 
+class DomainError(KeyswapError):
+    """A domain fact refused: the web layer or the CLI decides how it is shown."""
+
+
+class NotFound(DomainError, LookupError):
+    """A named tenant, user or client does not exist."""
+
+
+class Conflict(DomainError, ValueError):
+    """The object already exists, or the change is not allowed in its current state."""
+
+
+class InvalidValue(DomainError, ValueError):
+    """A value is outside its grammar or range; the message says which and why."""
+
+
+class ConfigError(DomainError, ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class NoSigningKey(DomainError, RuntimeError):
+    """No active signing key: run ``keyswap keys rotate`` or start ``keyswap serve``."""
+
+
+class StartupError(DomainError, RuntimeError):
+    """The server cannot start; the message says why and what to do."""
+
+
 class OAuthError(KeyswapError):
     """An error answered to the caller as an RFC 6749 §5.2 JSON body."""
 
@@ -112,13 +149,9 @@ class OAuthError(KeyswapError):
             f"{type(self).__name__}({self.error!r}, {self.description!r}, reason={self.reason!r})"
         )
 
-    def to_response(self) -> Response:
-        """Render this error: the JSON body, its status, and never-cache headers."""
-        body = json.dumps({"error": self.error, "error_description": self.description})
-        response = Response(body, status=self.status, mimetype="application/json")
-        response.headers.update(NO_STORE)
-        response.headers.update(self.headers)
-        return response
+    def body(self) -> dict[str, str]:
+        """Return the public JSON body: the wire code and the description."""
+        return {"error": self.error, "error_description": self.description}
 
 
 class InvalidRequest(OAuthError):

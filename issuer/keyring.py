@@ -31,14 +31,11 @@ from keyswap.jwks import (
 )
 
 from .db import utcnow
+from .errors import NoSigningKey as NoSigningKey  # re-exported
 from .models import KeyState, SigningKey
 from .storage import active_signing_key, list_signing_keys
 
 log = logging.getLogger(__name__)
-
-
-class NoSigningKey(RuntimeError):
-    """There is no active signing key: run ``keyswap keys rotate`` or ``keyswap serve``."""
 
 
 def create_signing_key(
@@ -99,6 +96,21 @@ class _Loaded:
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _current_at(claims: dict[str, Any], now: float) -> bool:
+    """Tell whether ``now`` is within the token's times: before ``exp``, not before ``nbf``/``iat``.
+
+    PyJWT's own rules (RFC 7519 §4.1.4-4.1.6, no leeway), against the app's clock.
+    """
+    exp, nbf, iat = claims["exp"], claims.get("nbf", float("-inf")), claims["iat"]
+    if not (_number(exp) and _number(nbf) and _number(iat)):
+        return False
+    return bool(now < exp and nbf <= now and iat <= now)
 
 
 class KeyRing:
@@ -165,13 +177,17 @@ class KeyRing:
                 issuer=issuer,
                 options={
                     "verify_aud": False,
+                    # Times are judged by the app's clock below, not PyJWT's time.time().
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
                     "require": ["iss", "sub", "exp", "iat", "jti", "client_id"],
                 },
             )
         except (jwt.InvalidTokenError, KeyError, TypeError, RecursionError):
             # RecursionError: a header or payload of deeply nested JSON.
             return None
-        return claims
+        return claims if _current_at(claims, self._clock().timestamp()) else None
 
     def reload(self) -> None:
         """Re-read the key table now, raising what the read raises (start-up, maintenance)."""

@@ -19,6 +19,7 @@ from keyswap.clients.outbound import check_outbound_url
 
 from . import events
 from .db import utcnow
+from .errors import InvalidValue as InvalidValue  # re-exported
 from .hashing import SecretHasher, new_secret
 from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
 from .revocation import revoke_jti
@@ -40,10 +41,6 @@ DEFAULT_TENANT = "default"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
-
-
-class InvalidValue(ValueError):
-    """An argument is malformed; the message says which and why."""
 
 
 def _check_name(kind: str, name: str) -> str:

@@ -9,6 +9,8 @@ Authlib error into keyswap's taxonomy so that one renderer writes every error bo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -30,7 +32,7 @@ from .client_auth import (
     post_method,
 )
 from .config import Settings
-from .db import read_live, utcnow
+from .db import read_live
 from .errors import (
     NO_STORE,
     InvalidClient,
@@ -45,12 +47,14 @@ from .errors import (
 from .events import TOKEN_REVOKED, record
 from .federation import FederatedKeys, FederationVerifier
 from .grants import reject_repeated
+from .hashing import SecretHasher
 from .introspection import CredentialCheck, introspect
 from .keyring import KeyRing
+from .legacy.usage import UsageAccumulator
 from .revocation import revoke_claims
 from .status_leases import StatusLeases
 from .storage import ClientRecord, load_client_record
-from .tokens import ACCESS_TOKEN_TYP
+from .tokens import ACCESS_TOKEN_TYP, IssuedToken
 
 #: Client authentication methods accepted at the token, revocation and introspection endpoints.
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -126,6 +130,15 @@ def translate_error(error: OAuth2Error) -> OAuthError:
     return cls(error.description or error.error)
 
 
+@dataclass(frozen=True, slots=True)
+class Issuance:
+    """What the token endpoint issued: the answer, the grant type and the signed token."""
+
+    response: Response
+    grant_type: str
+    token: IssuedToken
+
+
 class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
     """Authlib's Flask authorization server, wired to keyswap's storage and signer."""
 
@@ -137,9 +150,19 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         session: Callable[[], Session],
         reader: Engine,
         status_leases: StatusLeases,
+        *,
+        hasher: SecretHasher,
+        usage: UsageAccumulator,
+        clock: Callable[[], datetime],
     ) -> None:
         super().__init__()
         self.settings = settings
+        #: The one clock of the request paths (``Keyswap.clock``).
+        self.clock = clock
+        #: Keyed hashes of secrets and legacy API keys.
+        self.hasher = hasher
+        #: Legacy key use counts, written coalesced.
+        self.usage = usage
         self.keyring = keyring
         self.session = session
         #: Autocommit engine for the hot path's single-statement reads.
@@ -157,6 +180,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
             PrivateKeyJWT(
                 audiences=[settings.token_endpoint, settings.issuer],
                 session=session,
+                clock=clock,
                 remote_jwks=RemoteJwks(
                     allow_private=settings.outbound_allow_private,
                     deadline=settings.outbound_deadline,
@@ -212,8 +236,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Send nothing: keyswap logs and counts issuance itself."""
 
-    def token_response(self) -> tuple[Response, Any]:
-        """Run the token endpoint for the current request; return the response and the grant.
+    def token_response(self) -> Issuance:
+        """Run the token endpoint for the current request; return what it issued.
 
         Raises ``OAuthError`` for every refusal, with ``client_id`` set when the client
         had authenticated, so the caller can log and count it.
@@ -230,7 +254,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
             raise _with_client(translate_error(error), request) from None
         except OAuthError as error:
             raise _with_client(error, request) from None
-        return self.handle_response(status, body, headers), grant
+        response = self.handle_response(status, body, headers)
+        return Issuance(response, grant.GRANT_TYPE, grant.issued)
 
     def endpoint_response(self, name: str) -> Response:
         """Run the revocation or introspection endpoint for the current request."""
@@ -286,7 +311,7 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
     def revoke_token(self, claims: dict[str, Any], request: Any) -> None:
         """Deny the token's jti until it expires, and record who did it."""
         session = self.server.session()
-        if revoke_claims(session, claims, utcnow()):
+        if revoke_claims(session, claims, self.server.clock()):
             record(
                 session,
                 TOKEN_REVOKED,
@@ -328,7 +353,7 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         body = read_live(
             self.server.reader,
             lambda connection: introspect(
-                connection, claims, utcnow(), tenant=tenant, other_credentials=checks
+                connection, claims, self.server.clock(), tenant=tenant, other_credentials=checks
             ),
         )
         return 200, body, _JSON_NO_STORE

@@ -30,17 +30,15 @@ if TYPE_CHECKING:
 
 from keyswap.jwks import KeyUnsealError
 
-from .app import Keyswap, create_app
+from .app import create_app
 from .config import Settings
+from .context import Keyswap
 from .db import transaction, upgrade_schema
+from .errors import StartupError as StartupError  # re-exported
 from .keyring import ensure_signing_key
 from .storage import list_signing_keys
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(RuntimeError):
-    """The server cannot start; the message says why and what to do."""
 
 
 def prepare(app: Flask) -> None:

@@ -16,6 +16,10 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from .db import PreparedRead
+
+# Re-exported: where storage callers have always found them.
+from .errors import Conflict as Conflict
+from .errors import NotFound as NotFound
 from .models import (
     AuditEvent,
     AuthMethod,
@@ -29,14 +33,6 @@ from .models import (
     UserKind,
 )
 from .policy import OwnerStatus
-
-
-class NotFound(LookupError):
-    """A named tenant, user or client does not exist."""
-
-
-class Conflict(ValueError):
-    """The object already exists, or the change is not allowed in its current state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from keyswap.issuer import create_app
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.config import Settings
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import Base, transaction, upgrade_schema, utcnow
 from keyswap.issuer.keyring import ensure_signing_key
 from keyswap.issuer.legacy.usage import usage_for
@@ -198,6 +198,23 @@ class LiveServer:
     def keyswap(self) -> Keyswap:
         """Return the app's wiring."""
         return self.app.extensions["keyswap"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class MovingClock:
+    """An app's clock, stopped at its start and moved by hand (``isolated_issuer(clock)``)."""
+
+    now: datetime = field(default_factory=utcnow)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def ahead_of_now(self, seconds: float) -> None:
+        """Move to ``seconds`` after the real present (what the CLI just wrote, in-process)."""
+        self.now = utcnow() + timedelta(seconds=seconds)
 
 
 def start_live_server(build: Callable[[str], Flask]) -> LiveServer:

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, json, request
 
-from ..app import current_keyswap, request_session
+from ..context import current_keyswap, request_session
 from ..errors import (
     NO_STORE,
     InsufficientScope,
@@ -37,6 +37,7 @@ from ..lifecycle import (
     set_user_status,
 )
 from ..models import Client, TenantStatus, User, UserKind, UserStatus
+from ..rendering import render_error
 from ..representations import audit_event_view, client_view, plain, tenant_view, user_view
 from ..storage import (
     Conflict,
@@ -97,10 +98,10 @@ def _domain_error(error: Exception) -> Response:
     request_session().rollback()
     message = error.args[0] if error.args else str(error)
     if isinstance(error, NotFound):
-        return ResourceNotFound(message).to_response()
+        return render_error(ResourceNotFound(message))
     if isinstance(error, Conflict):
-        return ResourceConflict(message).to_response()
-    return UnprocessableValue(message).to_response()
+        return render_error(ResourceConflict(message))
+    return render_error(UnprocessableValue(message))
 
 
 for _error in (NotFound, Conflict, InvalidValue):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Request
 from sqlalchemy.orm import Session
 
-from ..app import Keyswap
+from ..context import Keyswap
 from ..errors import InsufficientScope, InvalidToken
 from ..introspection import introspect
 from ..lifecycle import ADMIN_SCOPE

@@ -14,8 +14,7 @@ from flask import Response, request
 
 from keyswap.jwks import ALGORITHMS
 
-from ..app import current_keyswap, request_session
-from ..db import utcnow
+from ..context import current_keyswap, request_session
 from ..errors import InvalidRequest
 from ..legacy.importing import import_legacy_keys, parse_csv
 from ..legacy.keys import revoke_legacy_key, set_legacy_sunset
@@ -39,7 +38,7 @@ def _visible_key(key_id: str) -> LegacyKey:
 @bp.get("/legacy-keys")
 def legacy_keys_report() -> Response:
     """Report every legacy key the caller sees: owner, status, last use, sunset, migrated."""
-    report = legacy_report(request_session(), utcnow())
+    report = legacy_report(request_session(), current_keyswap().clock())
     if not principal().is_global:
         keys = [k for k in report["keys"] if principal().sees(k["tenant"])]
         return reply({"keys": keys})

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..lifecycle import bootstrap_admin
 from ..representations import client_view
 from .context import actor, session

@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 
 from keyswap.jwks import ALGORITHMS, generate_key
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..lifecycle import (
     InvalidValue,
     disable_client,

@@ -7,8 +7,8 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
 from ..console.links import create_link
+from ..context import current_keyswap
 from .context import actor, session
 from .output import json_option
 

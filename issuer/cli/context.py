@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..db import transaction
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..db import upgrade_schema
 from .output import json_option
 

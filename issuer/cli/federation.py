@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..federation import add_trust, list_trusts, remove_trust, trust_view
 from ..lifecycle import InvalidValue
 from .context import actor, session

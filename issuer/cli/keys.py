@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from keyswap.jwks import ALGORITHMS
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..representations import key_view
 from ..rotation import revoke_key, rotate_now
 from ..storage import list_signing_keys

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..db import transaction, utcnow
 from ..legacy.importing import MIN_KEY_BITS, ImportReport, import_legacy_keys, parse_csv
 from ..legacy.keys import revoke_legacy_key, set_legacy_sunset

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..lifecycle import InvalidValue, revoke_client_tokens, revoke_token_id, revoke_user_tokens
 from .context import actor, session
 from .output import json_option

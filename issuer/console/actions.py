@@ -22,7 +22,7 @@ from ..admin.api import (
     visible_tenant,
     visible_user,
 )
-from ..app import current_keyswap, request_session
+from ..context import current_keyswap, request_session
 from ..lifecycle import (
     InvalidValue,
     disable_client,

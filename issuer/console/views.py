@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..admin.api import _int_arg, _time_arg, principal, require_global
 from ..admin.auth import Principal
-from ..app import current_keyswap, request_session
+from ..context import current_keyswap, request_session
 from ..errors import OAuthError
 from ..legacy.report import legacy_report
 from ..lifecycle import InvalidValue

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest
-from ..policy import OwnerStatus
+from ..errors import OWNER_INACTIVE, TENANT_SUSPENDED, InvalidGrant, InvalidRequest
+from ..policy import OwnerNotActive, OwnerStatus, Refusal, TenantSuspended
 from ..tokens import IssuedToken, clamp_ttl, mint_access_token
 
 if TYPE_CHECKING:
@@ -26,6 +26,15 @@ def reject_repeated(
             raise InvalidRequest(f"parameter {name} is repeated")
 
 
+def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) -> Exception:
+    """Map an owner or tenant fact to ``cls`` with the contract's description (every grant)."""
+    if isinstance(fact, OwnerNotActive):
+        return cls(OWNER_INACTIVE.format(status=fact.status.value), reason=fact.reason)
+    if isinstance(fact, TenantSuspended):
+        return cls(TENANT_SUSPENDED.format(tenant=fact.tenant), reason=fact.reason)
+    raise TypeError(f"not an owner fact: {fact!r}")  # pragma: no cover
+
+
 def sign_for_owner(
     server: KeyswapServer,
     *,
@@ -34,17 +43,17 @@ def sign_for_owner(
     audience: str,
     scopes: Sequence[str],
     token_ttl: int | None,
-    now: datetime,
     credential_cutoff: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> IssuedToken:
-    """Sign an access token for ``owner`` with the server's cached signer (both grants).
+    """Sign an access token for ``owner`` with the server's cached signer, at the server's time.
 
     The token gets a status list entry from this process's leased block for the
     credential and key; ``credential_cutoff`` is the credential's revocation cutoff, as
     read with it (a changed cutoff means the block may have been revoked whole).
     """
     settings = server.settings
+    now = server.clock()
     signer = server.keyring.signer()
     entry = server.status_leases.entry(
         client_id=client_id,

@@ -11,20 +11,10 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
-from ..db import utcnow
-from ..errors import NO_STORE, OWNER_INACTIVE, TENANT_SUSPENDED, InvalidGrant, InvalidRequest
-from ..policy import OwnerNotActive, Refusal, TenantSuspended, check_owner
+from ..errors import NO_STORE, InvalidGrant
+from ..policy import Refusal, check_owner
 from ..tokens import IssuedToken, resolve_audience, resolve_scopes
-from . import reject_repeated, sign_for_owner
-
-
-def refuse_owner(fact: Refusal, cls: type[InvalidGrant] | type[InvalidRequest]) -> Exception:
-    """Map an owner or tenant fact to ``cls`` with the contract's description."""
-    if isinstance(fact, OwnerNotActive):
-        return cls(OWNER_INACTIVE.format(status=fact.status.value), reason=fact.reason)
-    if isinstance(fact, TenantSuspended):
-        return cls(TENANT_SUSPENDED.format(tenant=fact.tenant), reason=fact.reason)
-    raise TypeError(f"not an owner fact: {fact!r}")  # pragma: no cover
+from . import refuse_owner, reject_repeated, sign_for_owner
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
@@ -60,8 +50,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             audience=self.audience,
             scopes=self.scopes,
             token_ttl=record.token_ttl,
-            now=utcnow(),
             credential_cutoff=record.tokens_revoked_before,
         )
-        self.request.issued_token = token
+        self.issued = token
         return 200, token.response_body(" ".join(self.scopes)), self.TOKEN_RESPONSE_HEADER

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..db import utcnow
 from ..errors import InvalidGrant, InvalidRequest
 from ..federation import FEDERATED_CLAIM, AssertionRefused, FederatedGrant
 from ..policy import Refusal, check_owner
 from ..tokens import IssuedToken, resolve_audience, resolve_scopes
-from . import sign_for_owner
-from .client_credentials import refuse_owner
+from . import refuse_owner, sign_for_owner
 
 
 def check_workload_token(
@@ -24,7 +22,9 @@ def check_workload_token(
     """Prove ``assertion`` and its service account's live status; refusals as ``wire``."""
     server = grant.server
     try:
-        federated: FederatedGrant = server.federation.verify(server.session(), assertion, utcnow())
+        federated: FederatedGrant = server.federation.verify(
+            server.session(), assertion, server.clock()
+        )
     except AssertionRefused as fact:
         raise wire(fact.description, detail=fact.detail, reason=fact.reason) from None
     # From here refusals are logged with the trust's client id and the workload named.
@@ -49,10 +49,9 @@ def sign_federated(grant: Any, federated: FederatedGrant) -> IssuedToken:
         audience=grant.audience,
         scopes=grant.scopes,
         token_ttl=trust.token_ttl,
-        now=utcnow(),
         extra={FEDERATED_CLAIM: federated.claim()},
     )
-    grant.request.issued_token = token
+    grant.issued = token
     return token
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from datetime import UTC
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
-from flask import current_app
 
-from ..db import read_live, utcnow
+from ..db import read_live
 from ..errors import (
     API_KEY_EXPIRED,
     API_KEY_RETIRED,
@@ -40,19 +39,14 @@ from ..legacy.keys import (
     hash_api_key,
     load_legacy_key,
 )
-from ..legacy.usage import usage_for
 from ..policy import CredentialExpired, CredentialRevoked, Refusal, check_owner
 from ..tokens import (
     ACCESS_TOKEN_TYPE_URN,
     resolve_audience,
     resolve_scopes,
 )
-from . import reject_repeated, sign_for_owner
-from .client_credentials import refuse_owner
+from . import refuse_owner, reject_repeated, sign_for_owner
 from .federated import check_workload_token, resolve_for_trust, sign_federated
-
-if TYPE_CHECKING:
-    from ..app import Keyswap
 
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 #: The subject token type of a legacy API key (a keyswap URN: RFC 8693 §3 allows others).
@@ -142,8 +136,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             self.federated = check_workload_token(self, subject_token, InvalidRequest)
             resolve_for_trust(self, self.federated)
             return
-        keyswap = cast("Keyswap", current_app.extensions["keyswap"])
-        key_hash = hash_api_key(keyswap.hasher, subject_token)
+        key_hash = hash_api_key(self.server.hasher, subject_token)
         record = read_live(
             self.server.reader, lambda connection: load_legacy_key(connection, key_hash)
         )
@@ -152,7 +145,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
         # The caller proved possession: from here refusals are logged with the key's id.
         self.request.client = record
         try:
-            check_legacy_key(record, utcnow())
+            check_legacy_key(record, self.server.clock())
         except Refusal as fact:
             raise refuse_key(fact) from None
         try:
@@ -174,7 +167,6 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             body["issued_token_type"] = ACCESS_TOKEN_TYPE_URN
             return 200, body, self.TOKEN_RESPONSE_HEADER
         record: LegacyRecord = self.record
-        now = utcnow()
         token = sign_for_owner(
             self.server,
             owner=record.owner,
@@ -182,12 +174,11 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             audience=self.audience,
             scopes=self.scopes,
             token_ttl=None,
-            now=now,
             credential_cutoff=record.tokens_revoked_before,
             extra={LEGACY_CLAIM: record.key_id},
         )
-        self.request.issued_token = token
-        usage_for(current_app).record(record.key_id, now)
+        self.issued = token
+        self.server.usage.record(record.key_id, self.server.clock())
         body = token.response_body(" ".join(self.scopes))
         body["issued_token_type"] = ACCESS_TOKEN_TYPE_URN
         return 200, body, [*self.TOKEN_RESPONSE_HEADER, *deprecation_headers(record)]

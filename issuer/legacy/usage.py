@@ -14,9 +14,8 @@ import atexit
 import logging
 import threading
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from flask import Flask
 from sqlalchemy import Integer, String, Table, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,11 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..db import UTCDateTime, transaction
 from ..models import LegacyKey, LegacyKeyRefusal
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL = 60.0
-#: Where an app keeps its accumulator.
-USAGE_EXTENSION = "keyswap.legacy_usage"
 
 _ADD_USE = (
     update(LegacyKey)
@@ -212,7 +212,7 @@ class UsageAccumulator:
 
 
 def usage_for(app: Flask) -> UsageAccumulator:
-    """Return ``app``'s usage accumulator (built by ``create_app``)."""
-    usage = app.extensions[USAGE_EXTENSION]
+    """Return ``app``'s usage accumulator (part of the wiring ``create_app`` builds)."""
+    usage = app.extensions["keyswap"].usage
     assert isinstance(usage, UsageAccumulator)
     return usage

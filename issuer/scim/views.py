@@ -31,8 +31,7 @@ from scim2_server.requests import ScimRequest
 from scim2_server.service import ScimService
 
 from ..admin.auth import Principal, live_claims, token_actor
-from ..app import Keyswap, current_keyswap, request_session
-from ..db import utcnow
+from ..context import Keyswap, current_keyswap, request_session
 from ..errors import NO_STORE
 from .credentials import find_scim_credential
 from .storage import KeyswapStorage
@@ -74,7 +73,7 @@ def authenticate_scim(keyswap: Keyswap) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedException(detail="a bearer token is required")
     session = request_session()
-    credential = find_scim_credential(session, keyswap.hasher, token, utcnow())
+    credential = find_scim_credential(session, keyswap.hasher, token, keyswap.clock())
     if credential is not None:
         return Principal(actor=f"scim_credential:{credential.id}", tenant=credential.tenant.name)
     claims = live_claims(keyswap, session, token) if token.count(".") == 2 else None

@@ -6,7 +6,7 @@ from time import perf_counter
 
 from flask import Blueprint, Response, request
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..errors import InvalidRequest
 from ..events import TOKEN_ISSUED, log_issuance
 from ..grants.token_exchange import TOKEN_EXCHANGE_GRANT
@@ -24,24 +24,24 @@ def token() -> Response:
         # RFC 6749 §4.4.2: the request uses the application/x-www-form-urlencoded format.
         if request.mimetype != FORM:
             raise InvalidRequest(f"the token endpoint takes {FORM} bodies")
-        response, grant = keyswap.server.token_response()
+        issued = keyswap.server.token_response()
     finally:
         keyswap.metrics.token_latency.observe(perf_counter() - started)
-    if grant.GRANT_TYPE == TOKEN_EXCHANGE_GRANT:
+    if issued.grant_type == TOKEN_EXCHANGE_GRANT:
         keyswap.limits.remember_key(request.form["subject_token"])
-    claims = grant.request.issued_token.claims
-    keyswap.metrics.tokens_issued.labels(grant.GRANT_TYPE).inc()
-    keyswap.traffic.issued(grant.GRANT_TYPE, claims["client_id"], claims["tenant"])
+    claims = issued.token.claims
+    keyswap.metrics.tokens_issued.labels(issued.grant_type).inc()
+    keyswap.traffic.issued(issued.grant_type, claims["client_id"], claims["tenant"])
     log_issuance(
         TOKEN_ISSUED,
-        grant=grant.GRANT_TYPE,
+        grant=issued.grant_type,
         client=claims["client_id"],
         owner=claims["sub"],
         tenant=claims["tenant"],
         jti=claims["jti"],
         federated=claims.get("ks_federated"),  # the external workload, for federated tokens
     )
-    return response
+    return issued.response
 
 
 def _endpoint(name: str) -> Response:

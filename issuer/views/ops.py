@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..keyring import NoSigningKey
 
 bp = Blueprint("ops", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 from ..errors import InvalidRequest
 from ..status_lists import STATUS_LIST_MEDIA_TYPE
 

@@ -8,7 +8,7 @@ from importlib.resources import files
 
 from flask import Blueprint, Response, request
 
-from ..app import current_keyswap
+from ..context import current_keyswap
 
 bp = Blueprint("wellknown", __name__)
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from keyswap.issuer.app import Keyswap
 from keyswap.issuer.cli import cli
+from keyswap.issuer.context import Keyswap
 from keyswap.issuer.db import Base
 
 from ..conftest import make_settings

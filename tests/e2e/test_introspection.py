@@ -9,6 +9,8 @@ from keyswap.issuer.db import transaction
 from keyswap.issuer.lifecycle import disable_client
 from keyswap.issuer.models import RevokedToken
 
+from ..conftest import MovingClock
+
 
 def _introspect(live_issuer, introspector, token):
     return requests.post(
@@ -58,17 +60,17 @@ def test_owner_deactivated_turns_live_token_inactive_without_token_writes(live_i
     assert _revoked_rows(live_issuer) == 0
 
 
-def test_reactivation_does_not_revive_earlier_tokens(live_issuer):
+def test_reactivation_does_not_revive_earlier_tokens(isolated_issuer):
+    clock = MovingClock()
+    live_issuer = isolated_issuer(clock)
     rs = live_issuer.create_client(user="orders-api", can_introspect=True)
     creds = live_issuer.create_client()
     old = _token(live_issuer, creds)
     live_issuer.set_user_status(creds.user, "suspended")
     live_issuer.set_user_status(creds.user, "active")
     assert _introspect(live_issuer, rs, old).json() == {"active": False}
-    # A token issued after reactivation is live (issue it in a later second than the cutoff).
-    import time
-
-    time.sleep(1.05)
+    # A token issued after reactivation is live (issued in a later second than the cutoff).
+    clock.ahead_of_now(2)
     new = _token(live_issuer, creds)
     assert _introspect(live_issuer, rs, new).json()["active"] is True
 

@@ -47,9 +47,19 @@ def _token(issuer, creds) -> str:
     return token
 
 
-def _verify(client: jwt.PyJWKClient, issuer, token: str) -> dict[str, Any]:
+def _verify(client: jwt.PyJWKClient, issuer, token: str, clock: Clock | None) -> dict[str, Any]:
+    # The issuer signs at its clock's time, so a resource server judges the times by it too
+    # (None: the signature only, for a token the moved clock has seen expire).
     key = client.get_signing_key_from_jwt(token)
-    return jwt.decode(token, key.key, algorithms=[key.algorithm_name], audience=issuer.url)
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key.key,
+        algorithms=[key.algorithm_name],
+        audience=issuer.url,
+        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+    )
+    assert clock is None or claims["iat"] <= clock().timestamp() < claims["exp"]
+    return claims
 
 
 def _jwks_kids(issuer) -> set[str]:
@@ -85,7 +95,7 @@ def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated
     assert _kid(_token(issuer, creds)) == old_kid
 
     verifier = CountingJWKClient(issuer.jwks_url)
-    assert _verify(verifier, issuer, old_token)["client_id"] == creds.client_id
+    assert _verify(verifier, issuer, old_token, clock)["client_id"] == creds.client_id
     assert verifier.fetches == 1
 
     clock.advance(3600)
@@ -94,8 +104,8 @@ def test_rotation_keeps_a_caching_verifier_verifying_old_and_new_tokens(isolated
     new_token = _token(issuer, creds)
     assert _kid(new_token) == new_kid
     # The verifier already holds the new key from its one fetch.
-    assert _verify(verifier, issuer, new_token)["client_id"] == creds.client_id
-    assert _verify(verifier, issuer, old_token)["client_id"] == creds.client_id
+    assert _verify(verifier, issuer, new_token, clock)["client_id"] == creds.client_id
+    assert _verify(verifier, issuer, old_token, None)["client_id"] == creds.client_id
     assert verifier.fetches == 1
 
     listed = issuer.app.test_cli_runner().invoke(cli, ["keys", "list", "--json"])
@@ -132,7 +142,7 @@ def test_rotation_to_another_algorithm_verifies_with_pyjwkclient(isolated_issuer
     issuer.keyswap.maintenance.run_once()
     token = _token(issuer, creds)
     assert jwt.get_unverified_header(token)["alg"] == alg
-    assert _verify(jwt.PyJWKClient(issuer.jwks_url), issuer, token)["sub"]
+    assert _verify(jwt.PyJWKClient(issuer.jwks_url), issuer, token, clock)["sub"]
 
 
 def test_automatic_schedule_publishes_then_promotes(isolated_issuer):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 from keyswap.issuer.cli import cli
 from keyswap.issuer.models import AuthMethod
+
+from ..conftest import MovingClock
 
 
 def _rotate(live_issuer, client_id, *args):
@@ -37,10 +38,12 @@ def test_old_and_new_secret_both_work_during_the_grace(live_issuer):
     assert _token_status(live_issuer, creds.client_id, rotated["client_secret"])[0] == 200
 
 
-def test_old_secret_is_refused_as_expired_after_the_grace(live_issuer):
+def test_old_secret_is_refused_as_expired_after_the_grace(isolated_issuer):
+    clock = MovingClock()
+    live_issuer = isolated_issuer(clock)
     creds = live_issuer.create_client()
     rotated = _rotate(live_issuer, creds.client_id, "--grace", "1")
-    time.sleep(1.2)
+    clock.ahead_of_now(3)  # past the one-second grace, as the server tells time
     status, body = _token_status(live_issuer, creds.client_id, creds.client_secret)
     assert status == 401
     assert body["error"] == "invalid_client"

@@ -21,7 +21,7 @@ from keyswap.issuer.errors import format_time
 from keyswap.issuer.grants.token_exchange import API_KEY_TOKEN_TYPE, MIGRATION_GUIDE_URL
 from keyswap.issuer.legacy import hash_api_key, revoke_legacy_key
 from keyswap.issuer.legacy.importing import import_legacy_keys, parse_csv
-from keyswap.issuer.legacy.usage import USAGE_EXTENSION, usage_for
+from keyswap.issuer.legacy.usage import usage_for
 from keyswap.issuer.lifecycle import add_user
 from keyswap.issuer.models import AuditEvent, LegacyKey, UserKind
 
@@ -371,7 +371,7 @@ def test_usage_is_coalesced_and_adds_up_across_two_instances(
         assert started <= last_used <= utcnow()
         assert first.flush() == 0  # nothing pending: no write
     finally:
-        other.app.extensions[USAGE_EXTENSION].close()
+        usage_for(other.app).close()
         stop_live_server(other)
 
 

@@ -24,12 +24,13 @@ from keyswap.issuer.errors import (
     UnsupportedGrantType,
     format_time,
 )
+from keyswap.issuer.rendering import render_error
 
 NEVER_CACHED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _render(error: OAuthError) -> tuple[int, dict[str, str], dict[str, str]]:
-    response = error.to_response()
+    response = render_error(error)
     assert response.mimetype == "application/json"
     return response.status_code, json.loads(response.get_data()), dict(response.headers)
 
@@ -105,3 +106,22 @@ def test_format_time_is_iso_8601_utc_whole_seconds():
     assert format_time(datetime(2026, 1, 31, 12, 0, 5, 999999, tzinfo=UTC)) == (
         "2026-01-31T12:00:05Z"
     )
+
+
+def test_one_root_with_a_wire_branch_and_a_domain_branch():
+    from keyswap.issuer.errors import (
+        ConfigError,
+        Conflict,
+        DomainError,
+        InvalidValue,
+        NoSigningKey,
+        NotFound,
+        StartupError,
+    )
+
+    for cls in (NotFound, Conflict, InvalidValue, ConfigError, NoSigningKey, StartupError):
+        assert issubclass(cls, DomainError) and issubclass(cls, KeyswapError)
+        assert not issubclass(cls, OAuthError)
+    assert issubclass(OAuthError, KeyswapError) and not issubclass(OAuthError, DomainError)
+    # Where callers have always caught them, they still are what they were.
+    assert issubclass(NotFound, LookupError) and issubclass(InvalidValue, ValueError)
