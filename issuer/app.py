@@ -190,7 +190,7 @@ def create_app(
         maintenance=maintenance,
         server=server,
         metrics=metrics,
-        discovery=Discovery(settings, partial(read_live, reader, requestable_scopes)),
+        discovery=Discovery(settings, server, partial(read_live, reader, requestable_scopes)),
         limits=limits,
         ledger=RefusalLedger(metrics, limits, usage, clock, traffic=traffic),
         usage=usage,

@@ -49,6 +49,10 @@ from .storage import ClientRecord
 QueryClient = Callable[[str], ClientRecord | None]
 log = logging.getLogger(__name__)
 
+#: The methods this module provides, accepted at the token, revocation and introspection
+#: endpoints (RFC 7591 §2 names; ``server.py`` registers them).
+AUTH_METHODS: tuple[str, ...] = tuple(method.value for method in AuthMethod)
+
 # Markers of each way a client may present a credential in one request.
 _POST_SECRET = "client_secret"
 _ASSERTION = "client_assertion"

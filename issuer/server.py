@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import ImmutableMultiDict
 
 from .client_auth import (
+    AUTH_METHODS,
     PrivateKeyJWT,
     RemoteJwks,
     SecretAuthenticator,
@@ -56,8 +57,6 @@ from .status_leases import StatusLeases
 from .storage import ClientRecord, load_client_record
 from .tokens import ACCESS_TOKEN_TYP, IssuedToken
 
-#: Client authentication methods accepted at the token, revocation and introspection endpoints.
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 _JSON_NO_STORE = [("Content-Type", "application/json"), *NO_STORE.items()]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
+from ..client_auth import AUTH_METHODS
 from ..errors import NO_STORE, InvalidGrant
 from ..policy import Refusal, check_owner
 from ..tokens import IssuedToken, resolve_audience, resolve_scopes
@@ -20,7 +21,7 @@ from . import refuse_owner, reject_repeated, sign_for_owner
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
     """Issue an RFC 9068 access token to an authenticated client whose owner is active."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
 
     def validate_token_request(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
+from ..client_auth import AUTH_METHODS
 from ..errors import NO_STORE, InvalidGrant, InvalidRequest
 from . import reject_repeated
 from .federated import check_workload_token, resolve_for_trust, sign_federated
@@ -26,7 +27,7 @@ class JWTBearerGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: igno
     """Issue a token to the service account a trusted workload token maps to."""
 
     GRANT_TYPE = JWT_BEARER_GRANT
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
 
     def validate_token_request(self) -> None:

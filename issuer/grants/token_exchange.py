@@ -21,6 +21,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
+from ..client_auth import AUTH_METHODS
 from ..db import read_live
 from ..errors import (
     API_KEY_EXPIRED,
@@ -98,7 +99,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
     GRANT_TYPE = TOKEN_EXCHANGE_GRANT
     #: The key is the credential, so client authentication is optional; credentials that
     #: are sent are checked by these methods all the same.
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     TOKEN_RESPONSE_HEADER = [("Content-Type", "application/json"), *NO_STORE.items()]
 
     def _check_parameters(self) -> str:

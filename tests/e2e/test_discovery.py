@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from authlib.oauth2.rfc6749 import grants
 
 from keyswap.issuer.db import transaction
 from keyswap.issuer.lifecycle import disable_client
@@ -65,4 +66,33 @@ def test_scopes_supported_follows_the_registered_clients(issuer_and_clock):
             "billing:read",
             "orders:read",
             "orders:write",
+        ]
+
+
+def test_discovery_lists_what_the_server_registers(issuer_and_clock):
+    issuer, clock = issuer_and_clock
+    document = _metadata(issuer)
+    methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    assert document["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ]
+    for endpoint in ("token", "revocation", "introspection"):
+        assert document[f"{endpoint}_endpoint_auth_methods_supported"] == methods
+    assert document["token_endpoint_auth_signing_alg_values_supported"] == [
+        *("ES256", "ES384", "RS256", "PS256", "Ed25519", "EdDSA")
+    ]
+    assert document["access_token_signing_alg_values_supported"] == ["ES256", "RS256", "EdDSA"]
+
+    class ExampleGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
+        GRANT_TYPE = "urn:example:params:oauth:grant-type:test"
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+
+    issuer.keyswap.server.register_grant(ExampleGrant)
+    clock.now += SCOPES_TTL
+    for path in PATHS:
+        assert _metadata(issuer, path)["grant_types_supported"] == [
+            *document["grant_types_supported"],
+            ExampleGrant.GRANT_TYPE,
         ]
