@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +22,7 @@ from .errors import InvalidValue as InvalidValue  # re-exported
 from .hashing import SecretHasher, new_secret
 from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
 from .revocation import revoke_jti
+from .rules import check_audiences, check_scopes
 from .status_lists import revoke_blocks
 from .storage import (
     Conflict,
@@ -38,8 +38,6 @@ from .storage import (
 )
 
 DEFAULT_TENANT = "default"
-# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 
 
@@ -127,15 +125,6 @@ class NewClient:
     secret: str | None
 
 
-def _check_audiences(audiences: Sequence[str]) -> list[str]:
-    # RFC 8707 §2: a resource is an absolute URI without a fragment.
-    for audience in audiences:
-        parts = urlsplit(audience)
-        if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
-            raise InvalidValue(f"audience {audience!r} must be an absolute URI without fragment")
-    return list(dict.fromkeys(audiences))
-
-
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -167,14 +156,10 @@ def _check_jwks_uri(uri: str, *, allow_private: bool) -> str:
         raise InvalidValue(str(exc)) from None
 
 
-def _check_scopes(scope: str) -> str:
-    scopes = list(dict.fromkeys(scope.split()))
-    if not scopes:
+def _client_scopes(scope: str) -> str:
+    if not scope.split():
         raise InvalidValue("a client needs at least one scope")
-    for token in scopes:
-        if not _SCOPE_TOKEN.match(token):
-            raise InvalidValue(f"scope {token!r} has characters RFC 6749 §3.3 does not allow")
-    return " ".join(scopes)
+    return " ".join(check_scopes(scope))
 
 
 def register_client(
@@ -222,8 +207,8 @@ def register_client(
         Client(
             id=f"ks_{new_secret()[:22]}",
             owner=user,
-            scopes=_check_scopes(scope),
-            audiences=_check_audiences(audiences),
+            scopes=_client_scopes(scope),
+            audiences=list(check_audiences(audiences)),
             token_ttl=token_ttl,
             auth_method=auth_method,
             jwks=jwks,

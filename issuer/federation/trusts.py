@@ -22,9 +22,10 @@ from keyswap.clients.outbound import check_outbound_url
 
 from .. import events
 from ..db import utcnow
-from ..lifecycle import InvalidValue, _check_audiences, _check_scopes
+from ..lifecycle import InvalidValue
 from ..models import FederationTrust, Tenant, User, UserKind, UserStatus
 from ..policy import OwnerStatus
+from ..rules import check_audiences, check_scopes
 from ..storage import Conflict, NotFound, get_user
 
 #: The ``client_id`` of tokens issued through a trust is ``fed:<trust id>``.
@@ -242,8 +243,8 @@ def add_trust(
         audience=audience,
         subject=subject,
         claims=claims,
-        scopes=_check_scopes(scope) if scope.strip() else "",
-        resources=_check_audiences(resources),
+        scopes=" ".join(check_scopes(scope)),
+        resources=list(check_audiences(resources)),
         token_ttl=token_ttl,
     )
     session.add(trust)

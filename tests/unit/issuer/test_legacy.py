@@ -94,7 +94,7 @@ def test_every_bad_row_is_reported_with_all_its_problems_and_no_key():
         RowError(
             4,
             "scope 'bad\"scope' has characters RFC 6749 §3.3 does not allow; "
-            "audience '/relative' is not an absolute URI without fragment; "
+            "audience '/relative' must be an absolute URI without fragment; "
             "sunset_at is not an ISO 8601 time: 'soon'",
         ),
         RowError(5, "no key: api_key or api_key_sha256 is empty"),
