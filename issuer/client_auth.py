@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from keyswap.clients.errors import IssuerUnavailable
 from keyswap.clients.jwks_cache import RemoteKeySets
 from keyswap.clients.outbound import DEFAULT_DEADLINE, outbound_session
+from keyswap.jwks import PRIVATE_MEMBERS
 
 from .db import utcnow
 from .errors import (
@@ -217,7 +218,6 @@ MAX_ASSERTION_LIFETIME = 3600
 
 
 _PUBLIC_KTYS = frozenset({"EC", "RSA", "OKP"})
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 def import_public_keys(jwks: list[dict[str, Any]]) -> KeySet:
@@ -228,7 +228,7 @@ def import_public_keys(jwks: list[dict[str, Any]]) -> KeySet:
     """
     keys = []
     for jwk in jwks:
-        if jwk.get("kty") not in _PUBLIC_KTYS or _PRIVATE_MEMBERS & jwk.keys():
+        if jwk.get("kty") not in _PUBLIC_KTYS or PRIVATE_MEMBERS & jwk.keys():
             continue
         try:
             keys.append(JWKRegistry.import_key(cast(Any, jwk)))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from keyswap.clients.outbound import check_outbound_url
+from keyswap.jwks import PRIVATE_MEMBERS
 
 from . import events
 from .db import utcnow
@@ -125,9 +126,6 @@ class NewClient:
     secret: str | None
 
 
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-
 def check_public_jwks(jwks: Any) -> dict[str, Any]:
     """Validate a client's JWK Set: asymmetric public keys only (RFC 7517 §5, RFC 7523)."""
     from joserfc.errors import JoseError
@@ -139,7 +137,7 @@ def check_public_jwks(jwks: Any) -> dict[str, Any]:
     for key in keys:
         if not isinstance(key, dict) or key.get("kty") not in {"EC", "RSA", "OKP"}:
             raise InvalidValue("client keys must be EC, RSA or OKP public keys")
-        if _PRIVATE_MEMBERS & key.keys():
+        if PRIVATE_MEMBERS & key.keys():
             raise InvalidValue("the JWK Set holds private key material; register public keys only")
     try:
         KeySet.import_key_set(jwks)

@@ -4,7 +4,7 @@ Imports neither ``issuer`` nor Flask.
 """
 
 from .errors import InvalidKeyEncryptionKey, JwksError, KeyUnsealError, UnsupportedAlgorithm
-from .jwkset import PublishedJwks, build_jwk_set
+from .jwkset import PRIVATE_MEMBERS, PublishedJwks, build_jwk_set
 from .keys import (
     ALGORITHMS,
     DEFAULT_ALG,
@@ -25,6 +25,7 @@ __all__ = [
     "KeyPair",
     "KeyUnsealError",
     "KeyView",
+    "PRIVATE_MEMBERS",
     "Promote",
     "PublishNext",
     "Schedule",

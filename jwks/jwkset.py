@@ -6,7 +6,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-# RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2: members that are private key material.
+#: RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2: members that are private key material
+#: (dropped from the published set; refused in a client's registered or fetched set).
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 REQUIRED_MEMBERS = ("kid", "alg", "use")
 
