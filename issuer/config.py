@@ -11,12 +11,21 @@ import logging
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from keyswap.jwks import ALGORITHMS, InvalidKeyEncryptionKey, Schedule, decode_kek, generate_kek
+from keyswap.jwks import (
+    ALGORITHMS,
+    DEFAULT_ALG,
+    InvalidKeyEncryptionKey,
+    Schedule,
+    decode_kek,
+    generate_kek,
+)
 
 from .errors import ConfigError as ConfigError  # re-exported
 
@@ -60,45 +69,59 @@ def _check_issuer(issuer: str) -> str:
     )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _variable(name: str) -> str:
+    """Return the environment variable of the field ``name`` (CONTRACT "Configuration")."""
+    return f"KEYSWAP_{name.upper()}"
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """Return the variable of field ``name``, or None if it is unset or empty."""
+    return env.get(_variable(name)) or None
+
+
+def _text(env: Mapping[str, str], name: str) -> Any:
+    return _raw(env, name) or _default(name)
+
+
+def _int(env: Mapping[str, str], name: str, *, minimum: int = 0) -> int:
+    raw = _raw(env, name)
+    if raw is None:
+        return int(_default(name))
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigError(f"{_variable(name)} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{_variable(name)} must be at least {minimum}, got {value}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = _raw(env, name)
+    if raw is None:
+        return float(_default(name))
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise ConfigError(f"{_variable(name)} must be a number of seconds, got {raw!r}") from None
     if value < 0:
-        raise ConfigError(f"{name} cannot be negative, got {value}")
+        raise ConfigError(f"{_variable(name)} cannot be negative, got {value}")
     return value
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_raw(env, name) or "").strip().lower()
     if raw == "":
-        return default
+        return bool(_default(name))
     if raw in {"1", "true", "yes", "on"}:
         return True
     if raw in {"0", "false", "no", "off"}:
         return False
-    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    raise ConfigError(f"{_variable(name)} must be 1 or 0, got {raw!r}")
 
 
-def _limit(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = (env.get(name) or default).strip()
+def _limit(env: Mapping[str, str], name: str) -> str:
+    raw = (_raw(env, name) or _default(name)).strip()
     if raw.lower() in {"0", "off", "none"}:
         return "off"
     try:
@@ -107,7 +130,8 @@ def _limit(env: Mapping[str, str], name: str, default: str) -> str:
         parse_many(raw)
     except ValueError:
         raise ConfigError(
-            f"{name} must be a rate limit like '50/second' or '10/minute', or 'off': {raw!r}"
+            f"{_variable(name)} must be a rate limit like '50/second' or '10/minute', or 'off': "
+            f"{raw!r}"
         ) from None
     return raw
 
@@ -126,7 +150,7 @@ class Settings:
     redis_url: str | None = None
     jwks_max_age: int = 300
     max_request_bytes: int = 16 * 1024
-    signing_alg: str = "ES256"
+    signing_alg: str = DEFAULT_ALG
     #: How long a signing key signs before the next takes over; 0 turns automatic rotation off.
     key_rotation_period: int = 30 * 24 * 3600
     #: How long a new key is published before it signs (longer than verifiers cache the JWKS).
@@ -198,7 +222,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``env`` (default ``os.environ``), generating the KEK if absent."""
+        """Read settings from ``env`` (default ``os.environ``), generating the KEK if absent.
+
+        Field ``name`` is read from ``KEYSWAP_<NAME>``; a variable that is unset or empty
+        gives the field's default, so each default is written once, on the field.
+        """
         env = os.environ if env is None else env
         data_dir = Path(env.get("KEYSWAP_DATA_DIR") or "./.keyswap").expanduser()
         database_url = env.get("KEYSWAP_DATABASE_URL") or ""
@@ -211,26 +239,36 @@ class Settings:
             database_url=database_url,
             key_encryption_key=kek,
             generated_kek_file=generated,
-            issuer=env.get("KEYSWAP_ISSUER") or DEFAULT_ISSUER,
-            default_audience=env.get("KEYSWAP_DEFAULT_AUDIENCE") or "",
-            max_token_ttl=_int(env, "KEYSWAP_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1),
-            redis_url=env.get("KEYSWAP_REDIS_URL") or None,
-            signing_alg=env.get("KEYSWAP_SIGNING_ALG") or "ES256",
-            key_rotation_period=_int(env, "KEYSWAP_KEY_ROTATION_PERIOD", 30 * 24 * 3600),
-            key_prepublish=_int(env, "KEYSWAP_KEY_PREPUBLISH", 3600),
-            rate_limit_client=_limit(env, "KEYSWAP_RATE_LIMIT_CLIENT", "50/second"),
-            rate_limit_address=_limit(env, "KEYSWAP_RATE_LIMIT_ADDRESS", "500/second"),
-            rate_limit_failures=_limit(env, "KEYSWAP_RATE_LIMIT_FAILURES", "20/minute"),
-            rate_limit_unknown_keys=_limit(env, "KEYSWAP_RATE_LIMIT_UNKNOWN_KEYS", "5000/hour"),
-            trusted_proxies=_int(env, "KEYSWAP_TRUSTED_PROXIES", 0),
-            key_refresh_interval=_float(env, "KEYSWAP_KEY_REFRESH_INTERVAL", 10.0),
-            outbound_allow_private=_flag(env, "KEYSWAP_OUTBOUND_ALLOW_PRIVATE", False),
-            status_list_ttl=_int(env, "KEYSWAP_STATUS_LIST_TTL", 60, minimum=1),
-            console=_flag(env, "KEYSWAP_CONSOLE", False),
-            console_session_ttl=_int(env, "KEYSWAP_CONSOLE_SESSION_TTL", 8 * 3600, minimum=60),
-            console_link_ttl=_int(env, "KEYSWAP_CONSOLE_LINK_TTL", 300, minimum=30),
-            console_retention_days=_int(env, "KEYSWAP_CONSOLE_RETENTION_DAYS", 14, minimum=1),
+            issuer=_text(env, "issuer"),
+            default_audience=_text(env, "default_audience"),
+            max_token_ttl=_int(env, "max_token_ttl", minimum=1),
+            redis_url=_text(env, "redis_url"),
+            signing_alg=_text(env, "signing_alg"),
+            key_rotation_period=_int(env, "key_rotation_period"),
+            key_prepublish=_int(env, "key_prepublish"),
+            rate_limit_client=_limit(env, "rate_limit_client"),
+            rate_limit_address=_limit(env, "rate_limit_address"),
+            rate_limit_failures=_limit(env, "rate_limit_failures"),
+            rate_limit_unknown_keys=_limit(env, "rate_limit_unknown_keys"),
+            trusted_proxies=_int(env, "trusted_proxies"),
+            key_refresh_interval=_float(env, "key_refresh_interval"),
+            outbound_allow_private=_flag(env, "outbound_allow_private"),
+            status_list_ttl=_int(env, "status_list_ttl", minimum=1),
+            console=_flag(env, "console"),
+            console_session_ttl=_int(env, "console_session_ttl", minimum=60),
+            console_link_ttl=_int(env, "console_link_ttl", minimum=30),
+            console_retention_days=_int(env, "console_retention_days", minimum=1),
         )
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+
+
+def _default(name: str) -> Any:
+    """Return the default of ``Settings.<name>``, the one place it is written."""
+    return _defaults()[name]
 
 
 def make_data_dir(data_dir: Path) -> None:

@@ -45,6 +45,18 @@ def test_defaults_follow_the_contract(tmp_path, monkeypatch, caplog):
     assert "generated a new key-encryption key" in caplog.text
 
 
+def test_an_unset_variable_gives_the_field_default(data_env):
+    settings = Settings.from_env(data_env)
+    # Every field read from the environment has its dataclass default, written once.
+    assert settings == Settings(
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        key_encryption_key=settings.key_encryption_key,
+    )
+    empty = {name: "" for name in ("KEYSWAP_CONSOLE", "KEYSWAP_STATUS_LIST_TTL", "KEYSWAP_ISSUER")}
+    assert Settings.from_env({**data_env, **empty}) == settings
+
+
 def test_generated_kek_is_mode_0600_and_reused(data_env, caplog):
     del data_env["KEYSWAP_KEY_ENCRYPTION_KEY"]
     first = Settings.from_env(data_env)
@@ -127,6 +139,12 @@ def test_default_token_ttl_is_clamped_to_a_lower_maximum(data_env):
         ("KEYSWAP_RATE_LIMIT_CLIENT", "lots"),
         ("KEYSWAP_RATE_LIMIT_ADDRESS", "10 per fortnight"),
         ("KEYSWAP_RATE_LIMIT_FAILURES", "x/minute"),
+        ("KEYSWAP_RATE_LIMIT_UNKNOWN_KEYS", "many"),
+        ("KEYSWAP_STATUS_LIST_TTL", "0"),
+        ("KEYSWAP_CONSOLE", "perhaps"),
+        ("KEYSWAP_CONSOLE_SESSION_TTL", "59"),
+        ("KEYSWAP_CONSOLE_LINK_TTL", "29"),
+        ("KEYSWAP_CONSOLE_RETENTION_DAYS", "0"),
         ("KEYSWAP_SIGNING_ALG", "HS256"),
         ("KEYSWAP_KEY_ENCRYPTION_KEY", "too-short"),
         ("KEYSWAP_ISSUER", "http://issuer.example"),
