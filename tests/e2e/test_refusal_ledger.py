@@ -46,7 +46,7 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
 
 
 def test_a_429_at_introspection_is_counted_and_logged_once(isolated_issuer, caplog):
-    issuer = isolated_issuer(rate_limit_address="1/minute")
+    issuer = isolated_issuer(rate_limit_address="1/hour")
     introspect = f"{issuer.url}/oauth/introspect"
     with caplog.at_level(logging.INFO, logger=ISSUANCE):
         first = requests.post(introspect, data={"token": "x"}, auth=("ks_rs", "pw"), timeout=10)
