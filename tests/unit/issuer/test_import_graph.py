@@ -117,6 +117,7 @@ def test_protocol_modules_do_not_reach_for_the_flask_app():
         or name
         in {
             "keyswap.issuer.server",
+            "keyswap.issuer.endpoints",
             "keyswap.issuer.policy",
             "keyswap.issuer.storage",
             "keyswap.issuer.tokens",
