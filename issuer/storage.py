@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from .db import PreparedRead
+from .db import PreparedRead, Reader
 
 # Re-exported: where storage callers have always found them.
 from .errors import Conflict as Conflict
@@ -99,7 +99,7 @@ _CLIENT_RECORD_QUERY = (
 _CLIENT_RECORD = PreparedRead(_CLIENT_RECORD_QUERY)
 
 
-def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
+def load_client_record(session: Reader, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
     rows = _CLIENT_RECORD.rows(session, client_id=client_id)
     if not rows:
@@ -223,7 +223,7 @@ def list_clients(session: Session, tenant: str | None = None) -> Sequence[Client
     return session.scalars(query).all()
 
 
-def requestable_scopes(session: Session | Connection) -> list[str]:
+def requestable_scopes(session: Reader) -> list[str]:
     """Return every scope an enabled client may request, sorted (for discovery)."""
     rows = session.execute(select(Client.scopes).where(Client.enabled).distinct())
     return sorted({scope for (scopes,) in rows for scope in scopes.split()})

@@ -33,6 +33,17 @@ def test_a_parameter_whose_type_converts_is_refused(dialect):
     assert PreparedRead(statement).statement is statement  # compiled lazily, per dialect
 
 
+def test_plans_are_kept_per_driver_not_only_per_dialect():
+    # Two PostgreSQL drivers: psycopg takes named parameters with casts, pg8000 positional
+    # ones; a plan compiled for one must never run on the other.
+    read = PreparedRead(_CLIENT_RECORD_QUERY)
+    psycopg, pg8000 = postgresql.psycopg.dialect(), postgresql.pg8000.dialect()
+    named, positional = read.plan(psycopg), read.plan(pg8000)
+    assert named.positions is None and "%(client_id)s" in named.sql
+    assert positional.positions == ("client_id",) and "%(client_id)s" not in positional.sql
+    assert read.plan(postgresql.psycopg.dialect()) is named
+
+
 def test_sql_parameters_stay_out_of_errors_and_engine_logs(databases, caplog):
     engine = make_engine(databases.create())
     secret = "secret-hash-4f1c2a9b"
