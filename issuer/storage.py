@@ -31,8 +31,34 @@ from .models import (
     TenantStatus,
     User,
     UserKind,
+    UserStatus,
 )
-from .policy import OwnerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerStatus:
+    """The live state of a credential's owner and tenant, as read in this request."""
+
+    user_id: str
+    user_status: UserStatus
+    tenant: str
+    tenant_status: TenantStatus
+    #: The later of the owner's and the tenant's revocation cutoffs.
+    tokens_revoked_before: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        user_id: str,
+        user_status: UserStatus,
+        user_cutoff: datetime | None,
+        tenant: str,
+        tenant_status: TenantStatus,
+        tenant_cutoff: datetime | None,
+    ) -> OwnerStatus:
+        """Return the status read from a user's and its tenant's columns."""
+        cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
+        return cls(user_id, user_status, tenant, tenant_status, max(cutoffs, default=None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,7 @@ from .. import events
 from ..db import Reader, utcnow
 from ..lifecycle import InvalidValue, _check_audiences, _check_scopes
 from ..models import FederationTrust, Tenant, User, UserKind, UserStatus
-from ..policy import OwnerStatus
-from ..storage import Conflict, NotFound, get_user
+from ..storage import Conflict, NotFound, OwnerStatus, get_user
 
 #: The ``client_id`` of tokens issued through a trust is ``fed:<trust id>``.
 CLIENT_ID_PREFIX = "fed:"
