@@ -18,7 +18,14 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Protocol, TypeVar
 
-from .bearer import ErrorResponse, bearer_token, check_scopes, normalize_scopes, render_error
+from .bearer import (
+    BearerGuard,
+    ErrorResponse,
+    bearer_token,
+    check_scopes,
+    normalize_scopes,
+    render_error,
+)
 from .errors import InsufficientScope, InvalidToken, TokenError
 from .verifier import Principal, Verifier
 
@@ -71,26 +78,8 @@ def _authorization(scope: Scope) -> str | None:
     return None
 
 
-class BearerASGIMiddleware:
+class BearerASGIMiddleware(BearerGuard[ASGIApp]):
     """Refuses HTTP and WebSocket requests without a valid bearer token holding ``scopes``."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        verifier: Verifier,
-        *,
-        scopes: str | Iterable[str] = (),
-        realm: str | None = None,
-        allow_anonymous: bool = False,
-        introspect: bool = False,
-    ) -> None:
-        """Guard ``app`` with ``verifier``; ``realm`` defaults to the first audience."""
-        self.app = app
-        self.verifier = verifier
-        self.scopes = normalize_scopes(scopes)
-        self.realm = realm or verifier.audiences[0]
-        self.allow_anonymous = allow_anonymous
-        self.introspect = introspect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Verify the token of HTTP and WebSocket connections; pass anything else through."""

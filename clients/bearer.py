@@ -4,7 +4,8 @@ Framework-neutral pieces that ``keyswap.clients.flask``, ``keyswap.clients.wsgi`
 ``keyswap.clients.asgi`` share,
 and that wrappers such as a legacy-key shim reuse: ``bearer_token`` takes the token out of
 an ``Authorization`` header, ``authenticate`` turns the header into a ``Principal`` (or
-raises), and ``render_error`` gives the status, headers and body of the refusal.
+raises), ``render_error`` gives the status, headers and body of the refusal, and
+``BearerGuard`` is the middlewares' common constructor.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .errors import InsufficientScope, InvalidToken, KeyswapClientError, TokenError
 from .verifier import Principal, Verifier
 
 log = logging.getLogger(__name__)
+AppT = TypeVar("AppT")
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -90,6 +93,32 @@ def authenticate(
         return None
     principal = verifier.verify(token, audience=audience, introspect=introspect)
     return check_scopes(principal, scopes)
+
+
+class BearerGuard(Generic[AppT]):
+    """What a bearer-token middleware wraps and checks: the app, verifier, scopes, realm.
+
+    ``keyswap.clients.wsgi.BearerMiddleware`` and ``keyswap.clients.asgi.BearerASGIMiddleware``
+    share this constructor; each adds only the calling convention of its server interface.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        verifier: Verifier,
+        *,
+        scopes: str | Iterable[str] = (),
+        realm: str | None = None,
+        allow_anonymous: bool = False,
+        introspect: bool = False,
+    ) -> None:
+        """Guard ``app`` with ``verifier``; ``realm`` defaults to the first audience."""
+        self.app = app
+        self.verifier = verifier
+        self.scopes = normalize_scopes(scopes)
+        self.realm = realm or verifier.audiences[0]
+        self.allow_anonymous = allow_anonymous
+        self.introspect = introspect
 
 
 def _quoted(value: str) -> str:

@@ -13,37 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from wsgiref.types import WSGIApplication
 
-from .bearer import ErrorResponse, authenticate, normalize_scopes, render_error
+from .bearer import BearerGuard, ErrorResponse, authenticate, render_error
 from .errors import InsufficientScope, InvalidToken, TokenError
-from .verifier import Principal, Verifier
+from .verifier import Principal
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 ENVIRON_KEY = "keyswap.principal"
 
 
-class BearerMiddleware:
+class BearerMiddleware(BearerGuard[WSGIApplication]):
     """Refuses requests without a valid bearer token holding the required scopes."""
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        verifier: Verifier,
-        *,
-        scopes: str | Iterable[str] = (),
-        realm: str | None = None,
-        allow_anonymous: bool = False,
-        introspect: bool = False,
-    ) -> None:
-        """Guard ``app`` with ``verifier``; ``realm`` defaults to the first audience."""
-        self.app = app
-        self.verifier = verifier
-        self.scopes = normalize_scopes(scopes)
-        self.realm = realm or verifier.audiences[0]
-        self.allow_anonymous = allow_anonymous
-        self.introspect = introspect
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Verify the request's token, then call the app or answer the refusal."""

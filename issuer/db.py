@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
@@ -127,9 +127,14 @@ def make_reader(engine: Engine) -> Engine:
 
 _T = TypeVar("_T")
 
+#: What every storage read runs on: a ``Session`` (a transaction already open) or a pooled
+#: autocommit ``Connection`` from ``read_live`` (one round trip per read). Reads name this
+#: one type; only ``PreparedRead`` tells the two apart.
+Reader: TypeAlias = Session | Connection
+
 
 class _Plan:
-    """A statement compiled for one dialect: SQL text, parameter order, result converters."""
+    """A statement compiled for one dialect and driver: SQL, parameter order, converters."""
 
     def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -151,26 +156,34 @@ class PreparedRead:
 
     ``Connection.execute`` spends about 150 us of CPU per call on work a hot, unchanging
     query does not need (cache-key generation, execution context, result metadata). This
-    keeps what matters: SQLAlchemy compiles the SQL (once per dialect) and its own type
+    keeps what matters: SQLAlchemy compiles the SQL (once per dialect and driver, since
+    drivers of one database differ in parameter style and casts) and its own type
     processors convert each result value, so rows equal what ``execute`` returns.
     Parameters must be plain values that need no bind processing (ids, strings).
     """
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
-    def rows(self, connection: Connection | Session, **parameters: Any) -> list[tuple[Any, ...]]:
+    def plan(self, dialect: Dialect) -> _Plan:
+        """Return the statement compiled for ``dialect`` and its driver, compiling it once."""
+        key = (dialect.name, dialect.driver)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self.statement, dialect)
+        return plan
+
+    def rows(self, reader: Reader, **parameters: Any) -> list[tuple[Any, ...]]:
         """Run the statement with ``parameters``; return converted rows.
 
         On a ``Session`` (a transaction already open) it runs through ``execute`` as usual.
         """
-        if isinstance(connection, Session):
-            return [tuple(row) for row in connection.execute(self.statement, parameters)]
+        if isinstance(reader, Session):
+            return [tuple(row) for row in reader.execute(self.statement, parameters)]
+        connection = reader
         dialect = connection.dialect
-        plan = self._plans.get(dialect.name)
-        if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+        plan = self.plan(dialect)
         bound: Any = (
             parameters
             if plan.positions is None

@@ -13,9 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
-
+from .db import Reader
 from .policy import Refusal, check_credential, check_issued_after, check_owner
 from .revocation import is_revoked
 from .storage import load_client_record
@@ -28,11 +26,11 @@ _ECHOED = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti"
 #: Looks up the live status of a credential that is not a registered client (legacy keys):
 #: given the session, the token's client_id and claims, raise a ``Refusal`` if it is not
 #: live, return True if it is, None if the client_id is not its kind.
-CredentialCheck = Callable[[Session | Connection, str, Mapping[str, Any], datetime], bool | None]
+CredentialCheck = Callable[[Reader, str, Mapping[str, Any], datetime], bool | None]
 
 
 def introspect(
-    session: Session | Connection,
+    session: Reader,
     claims: Mapping[str, Any] | None,
     now: datetime,
     *,
@@ -60,7 +58,7 @@ def introspect(
 
 
 def _credential_is_live(
-    session: Session | Connection,
+    session: Reader,
     claims: Mapping[str, Any],
     now: datetime,
     other_credentials: tuple[CredentialCheck, ...],

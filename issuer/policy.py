@@ -16,6 +16,9 @@ from datetime import datetime
 
 from .models import TenantStatus, UserStatus
 
+# Read by storage, decided here: policy depends on what storage reads, never the reverse.
+from .storage import OwnerStatus as OwnerStatus  # re-exported
+
 
 class Refusal(Exception):
     """A fact that forbids issuance; subclasses carry what a precise message needs."""
@@ -73,32 +76,6 @@ class TokenRevoked(Refusal):
 
     cutoff: datetime
     reason = "token_revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerStatus:
-    """The live state of a credential's owner and tenant, as read in this request."""
-
-    user_id: str
-    user_status: UserStatus
-    tenant: str
-    tenant_status: TenantStatus
-    #: The later of the owner's and the tenant's revocation cutoffs.
-    tokens_revoked_before: datetime | None = None
-
-    @classmethod
-    def of(
-        cls,
-        user_id: str,
-        user_status: UserStatus,
-        user_cutoff: datetime | None,
-        tenant: str,
-        tenant_status: TenantStatus,
-        tenant_cutoff: datetime | None,
-    ) -> OwnerStatus:
-        """Return the status read from a user's and its tenant's columns."""
-        cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
-        return cls(user_id, user_status, tenant, tenant_status, max(cutoffs, default=None))
 
 
 def check_credential(

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, delete, select
+from sqlalchemy import Insert, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .db import PreparedRead
+from .db import PreparedRead, Reader
 from .models import RevokedToken
 from .status_lists import entry_of_jti, revoke_entry
 
@@ -76,7 +76,7 @@ _IS_REVOKED = select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti"
 _IS_REVOKED_READ = PreparedRead(_IS_REVOKED)
 
 
-def is_revoked(session: Session | Connection, jti: str) -> bool:
+def is_revoked(session: Reader, jti: str) -> bool:
     """Tell whether ``jti`` is on the denylist."""
     return bool(_IS_REVOKED_READ.rows(session, jti=jti))
 

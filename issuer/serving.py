@@ -2,7 +2,7 @@
 
 Start-up (in the main process, once): migrate the schema, make sure a signing key exists,
 and open it — a wrong key-encryption key stops here with a clear message, before any
-worker starts. Then granian runs ``worker_app`` in each worker process. Never Flask's
+worker starts. Then granian runs ``worker_app(settings)`` in each worker process. Never Flask's
 development server.
 
 Why granian: measured with ``python -m bench`` on two cores (c=32, PostgreSQL), the same app
@@ -14,6 +14,7 @@ a TCP connection per token) and 1,470/s, p99 68 ms, 1,120 us under gthread (2 x 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -138,15 +139,16 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._app
 
 
-def worker_app() -> Flask:
+def worker_app(settings: Settings) -> Flask:
     """Build the app in a server worker (granian calls this once per worker process).
 
-    Settings come from the environment, as in the main process, which has already
-    migrated the database and written any generated key-encryption key to the data dir.
-    Each worker runs its own maintenance loop (``keyswap.issuer.maintenance``).
+    ``settings`` are those ``run`` was given, passed to the worker by granian's target
+    loader, never read again from the environment. The main process has already migrated
+    the database and written any generated key-encryption key to the data dir. Each
+    worker runs its own maintenance loop (``keyswap.issuer.maintenance``).
     """
     _configure_logging()
-    app = create_app(Settings.from_env())
+    app = create_app(settings)
     # Rotation steps and key re-reads run here, beside the requests, never in them.
     app.extensions["keyswap"].maintenance.start()
     return app
@@ -164,9 +166,10 @@ def run(
 ) -> None:
     """Prepare the database and keys, run ``setup``, then serve on ``host:port`` until stopped.
 
-    ``settings`` must be what ``Settings.from_env()`` gives: the workers read it again.
-    A port already in use stops start-up (StartupError) before anything is changed;
-    ``on_listening`` gets the server's URL once granian has bound the port.
+    Every worker builds its app from ``settings`` (granian hands each one a loader holding
+    them; they are pickled if workers are spawned rather than forked). A port already in
+    use stops start-up (StartupError) before anything is changed; ``on_listening`` gets
+    the server's URL once granian has bound the port.
     """
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -187,7 +190,6 @@ def run(
         app.extensions["keyswap"].engine.dispose()
         server = Server(
             "keyswap.issuer.serving:worker_app",
-            factory=True,
             interface=Interfaces.WSGI,
             address=host,
             port=port,
@@ -204,7 +206,9 @@ def run(
         if on_listening is not None:
             url = listen_url(host, port)
             server.on_startup(lambda: on_listening(url))
-        server.serve()
+        # The loader runs in each worker: granian's own one would import a factory that
+        # takes no arguments, leaving the workers to read the environment again.
+        server.serve(target_loader=functools.partial(worker_app, settings), wrap_loader=False)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         if guard is not None:

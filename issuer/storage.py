@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from .db import PreparedRead
+from .db import PreparedRead, Reader
 
 # Re-exported: where storage callers have always found them.
 from .errors import Conflict as Conflict
@@ -31,8 +31,34 @@ from .models import (
     TenantStatus,
     User,
     UserKind,
+    UserStatus,
 )
-from .policy import OwnerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerStatus:
+    """The live state of a credential's owner and tenant, as read in this request."""
+
+    user_id: str
+    user_status: UserStatus
+    tenant: str
+    tenant_status: TenantStatus
+    #: The later of the owner's and the tenant's revocation cutoffs.
+    tokens_revoked_before: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        user_id: str,
+        user_status: UserStatus,
+        user_cutoff: datetime | None,
+        tenant: str,
+        tenant_status: TenantStatus,
+        tenant_cutoff: datetime | None,
+    ) -> OwnerStatus:
+        """Return the status read from a user's and its tenant's columns."""
+        cutoffs = [t for t in (user_cutoff, tenant_cutoff) if t is not None]
+        return cls(user_id, user_status, tenant, tenant_status, max(cutoffs, default=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +125,7 @@ _CLIENT_RECORD_QUERY = (
 _CLIENT_RECORD = PreparedRead(_CLIENT_RECORD_QUERY)
 
 
-def load_client_record(session: Session | Connection, client_id: str) -> ClientRecord | None:
+def load_client_record(session: Reader, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
     rows = _CLIENT_RECORD.rows(session, client_id=client_id)
     if not rows:
@@ -223,7 +249,7 @@ def list_clients(session: Session, tenant: str | None = None) -> Sequence[Client
     return session.scalars(query).all()
 
 
-def requestable_scopes(session: Session | Connection) -> list[str]:
+def requestable_scopes(session: Reader) -> list[str]:
     """Return every scope an enabled client may request, sorted (for discovery)."""
     rows = session.execute(select(Client.scopes).where(Client.enabled).distinct())
     return sorted({scope for (scopes,) in rows for scope in scopes.split()})

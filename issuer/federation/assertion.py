@@ -20,13 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Connection, delete
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyswap.clients.errors import IssuerUnavailable, UnknownKey
 from keyswap.clients.jwks_cache import ASYMMETRIC_ALGS
 
+from ..db import Reader
 from ..errors import (
     ASSERTION_AUDIENCE,
     ASSERTION_EXPIRED,
@@ -224,7 +225,7 @@ def _first_use(
 
 
 def check_federated_token(
-    session: Session | Connection, client_id: str, claims: Mapping[str, Any], now: datetime
+    session: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
 ) -> bool | None:
     """Tell introspection whether a token issued through a trust is still live.
 

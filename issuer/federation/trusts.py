@@ -15,18 +15,17 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyswap.clients.outbound import check_outbound_url
 
 from .. import events
-from ..db import utcnow
+from ..db import Reader, utcnow
 from ..lifecycle import InvalidValue
 from ..models import FederationTrust, Tenant, User, UserKind, UserStatus
-from ..policy import OwnerStatus
 from ..rules import check_audiences, check_scopes
-from ..storage import Conflict, NotFound, get_user
+from ..storage import Conflict, NotFound, OwnerStatus, get_user
 
 #: The ``client_id`` of tokens issued through a trust is ``fed:<trust id>``.
 CLIENT_ID_PREFIX = "fed:"
@@ -143,7 +142,7 @@ def _record(row: Any) -> TrustRecord:
     )
 
 
-def load_trusts(session: Session | Connection, issuer: str) -> list[TrustRecord]:
+def load_trusts(session: Reader, issuer: str) -> list[TrustRecord]:
     """Return the live trusts of ``issuer`` with their service accounts' status, live."""
     query = _TRUSTS_QUERY.where(
         FederationTrust.issuer == issuer, FederationTrust.removed_at.is_(None)
@@ -151,7 +150,7 @@ def load_trusts(session: Session | Connection, issuer: str) -> list[TrustRecord]
     return [_record(row) for row in session.execute(query)]
 
 
-def load_trust(session: Session | Connection, trust_id: str) -> TrustRecord | None:
+def load_trust(session: Reader, trust_id: str) -> TrustRecord | None:
     """Return the live trust ``trust_id``, or None if there is none (or it was removed)."""
     query = _TRUSTS_QUERY.where(
         FederationTrust.id == trust_id, FederationTrust.removed_at.is_(None)

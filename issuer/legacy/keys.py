@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import events
-from ..db import PreparedRead, utcnow
+from ..db import PreparedRead, Reader, utcnow
 from ..hashing import SecretHasher
 from ..models import LegacyKey, Tenant, User
 from ..policy import OwnerStatus, Refusal, check_credential, check_issued_after, check_owner
@@ -140,13 +140,13 @@ def _record(row: Any) -> LegacyRecord:
     )
 
 
-def load_legacy_key(session: Session | Connection, key_hash: str) -> LegacyRecord | None:
+def load_legacy_key(session: Reader, key_hash: str) -> LegacyRecord | None:
     """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
     rows = _BY_HASH_READ.rows(session, key_hash=key_hash)
     return _record(rows[0]) if rows else None
 
 
-def load_legacy_status(session: Session | Connection, key_id: str) -> LegacyRecord | None:
+def load_legacy_status(session: Reader, key_id: str) -> LegacyRecord | None:
     """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
     rows = _BY_ID_READ.rows(session, key_id=key_id)
     return _record(rows[0]) if rows else None
@@ -160,7 +160,7 @@ def check_legacy_key(record: LegacyRecord, now: datetime) -> None:
 
 
 def check_legacy_token(
-    session: Session | Connection, client_id: str, claims: Mapping[str, Any], now: datetime
+    session: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
 ) -> bool | None:
     """Tell introspection whether a token exchanged from a legacy key is still live.
 

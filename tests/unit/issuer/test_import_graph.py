@@ -117,6 +117,7 @@ def test_protocol_modules_do_not_reach_for_the_flask_app():
         or name
         in {
             "keyswap.issuer.server",
+            "keyswap.issuer.endpoints",
             "keyswap.issuer.policy",
             "keyswap.issuer.storage",
             "keyswap.issuer.tokens",
@@ -151,3 +152,18 @@ def test_errors_and_tokens_do_not_drag_flask_in(module):
             seen.add(name)
             todo.extend(graph[name])
     assert [name for name in sorted(seen) if _imports_flask(modules[name])] == []
+
+
+def test_policy_decides_over_what_storage_reads_not_the_reverse():
+    # One-way: policy imports storage's read values (``OwnerStatus``); storage, which only
+    # reads and writes, imports no policy, directly or through other keyswap modules.
+    modules = {name: path for p in PACKAGES for name, path in _modules(p).items()}
+    graph = import_graph(modules)
+    seen, todo = set(), ["keyswap.issuer.storage"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph[name])
+    assert "keyswap.issuer.policy" not in seen
+    assert "keyswap.issuer.storage" in graph["keyswap.issuer.policy"]
