@@ -43,7 +43,9 @@ TIMEOUT = 10.0
 #: refused instead of bounced forever.
 SECOND_PASS = "same_origin"
 
-_PROVIDER_ERRORS = (AuthlibBaseError, JoseError, requests.RequestException, ValueError, KeyError)
+#: What a failed exchange with the provider raises: its error answers and mismatched
+#: ``state`` (Authlib), a bad ID token (joserfc), no answer at all (requests).
+_PROVIDER_ERRORS = (AuthlibBaseError, JoseError, requests.RequestException)
 
 
 def init_oidc(app: Flask, config: ConsoleOidc) -> None:
@@ -66,17 +68,13 @@ def init_oidc(app: Flask, config: ConsoleOidc) -> None:
     )
 
 
-def configured_provider() -> ConsoleOidc | None:
-    """Return this app's OpenID provider settings, or None when it has none."""
-    config: ConsoleOidc | None = current_keyswap().settings.console_oidc
-    return config
-
-
-def _client() -> Any:
-    config = configured_provider()
+def _provider() -> tuple[Any, ConsoleOidc]:
+    """Return Authlib's client and the provider's settings; 404 when none is configured."""
+    config = current_keyswap().settings.console_oidc
     if config is None:
         abort(404)
-    return current_app.extensions["authlib.integrations.flask_client"].create_client(CLIENT_NAME)
+    oauth = current_app.extensions["authlib.integrations.flask_client"]
+    return oauth.create_client(CLIENT_NAME), config
 
 
 def _unreachable(error: Exception) -> tuple[str, int]:
@@ -100,13 +98,11 @@ def _is_allowed(config: ConsoleOidc, claims: dict[str, Any]) -> bool:
 @bp.get("/oidc/login")
 def oidc_login() -> ResponseReturnValue:
     """Send the browser to the provider's authorization endpoint."""
-    client = _client()
+    client, config = _provider()
     try:
         metadata = client.load_server_metadata()
     except _PROVIDER_ERRORS as exc:
         return _unreachable(exc)
-    config = configured_provider()
-    assert config is not None
     # OIDC Discovery §4.3: the issuer in the document MUST be the one it was fetched for.
     if str(metadata.get("issuer", "")).rstrip("/") != config.issuer:
         client.server_metadata.clear()  # fetch it again next time
@@ -119,41 +115,39 @@ def oidc_login() -> ResponseReturnValue:
 @bp.get("/oidc/callback")
 def oidc_callback() -> ResponseReturnValue:
     """Finish the sign-in: check state, redeem the code, validate the ID token, admit or refuse."""
-    client = _client()
-    config = configured_provider()
-    assert config is not None
+    client, config = _provider()
     if not session and not request.args.get(SECOND_PASS):
         return _page("reload.html", url=request.full_path + f"&{SECOND_PASS}=1")
     try:
         token = client.authorize_access_token()
-    except _PROVIDER_ERRORS as exc:
+    except requests.RequestException as exc:
         session.clear()
-        if isinstance(exc, (requests.RequestException, JoseError)):
-            return _unreachable(exc)
-        log.info("console sign-in through the OpenID provider refused: %r", exc)
+        return _unreachable(exc)
+    except _PROVIDER_ERRORS as exc:  # an error answer, a mismatched state, a bad ID token
+        log.info("console sign-in through the OpenID provider not completed: %r", exc)
+        token = {}
+    # Authlib puts the validated ID token's claims here; no ID token, no one to admit.
+    claims = dict(token.get("userinfo") or {})
+    subject = claims.get("sub")
+    if not isinstance(subject, str):
+        session.clear()
         return _error_page(
             403,
             "Sign-in not completed",
             "The sign-in could not be completed (it was cancelled, or started in another "
             "browser or too long ago). Start again.",
         )
-    claims = dict(token.get("userinfo") or {})
-    subject = claims.get("sub")
     db = request_session()
-    if not isinstance(subject, str) or not _is_allowed(config, claims):
+    if not _is_allowed(config, claims):
         session.clear()
         events.record(
-            db,
-            SIGN_IN_REFUSED,
-            f"oidc:{subject}",
-            actor=f"oidc:{subject}",
-            issuer=config.issuer,
+            db, SIGN_IN_REFUSED, f"oidc:{subject}", actor=f"oidc:{subject}", issuer=config.issuer
         )
         db.commit()
         return _error_page(
             403,
             "Not an operator",
-            f"{config.name} signed you in as {subject!s}, but that account may not use this "
+            f"{config.name} signed you in as {subject}, but that account may not use this "
             "console. An operator can add it to KEYSWAP_CONSOLE_OIDC_SUBJECTS or to the "
             "operators' group.",
         )
