@@ -42,6 +42,21 @@ KEY_CLOCK_SKEW = 1.0
 DATA_DIR_MODE = 0o700
 
 
+@dataclass(frozen=True)
+class ConsoleOidc:
+    """The upstream OpenID provider operators sign in to the console with."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    #: The sign-in button's label ("Sign in with <name>").
+    name: str = "OpenID provider"
+    #: Operators of every tenant: these ``sub`` values, and members of ``group``.
+    subjects: frozenset[str] = frozenset()
+    group: str | None = None
+    group_claim: str = "groups"
+
+
 def is_loopback_host(host: str | None) -> bool:
     """Tell whether ``host`` names this machine (``localhost`` or a loopback address)."""
     if not host:
@@ -181,6 +196,8 @@ class Settings:
     console_link_ttl: int = 300
     #: Days the console's per-minute and per-hour traffic counts are kept.
     console_retention_days: int = 14
+    #: Sign-in to the console through an upstream OpenID provider, when configured.
+    console_oidc: ConsoleOidc | None = None
     #: The KEK file this start generated, if it did (start-up refuses to use it on a
     #: database that already has keys, rather than silently starting a second key set).
     generated_kek_file: Path | None = None
@@ -258,6 +275,7 @@ class Settings:
             console_session_ttl=_int(env, "console_session_ttl", minimum=60),
             console_link_ttl=_int(env, "console_link_ttl", minimum=30),
             console_retention_days=_int(env, "console_retention_days", minimum=1),
+            console_oidc=_console_oidc(env),
         )
 
 
@@ -269,6 +287,42 @@ def _defaults() -> dict[str, Any]:
 def _default(name: str) -> Any:
     """Return the default of ``Settings.<name>``, the one place it is written."""
     return _defaults()[name]
+
+
+def _console_oidc(env: Mapping[str, str]) -> ConsoleOidc | None:
+    """Read ``KEYSWAP_CONSOLE_OIDC_*``: None unless an issuer is set; then it must be complete."""
+    issuer = env.get("KEYSWAP_CONSOLE_OIDC_ISSUER") or ""
+    if not issuer:
+        return None
+    parts = urlsplit(issuer)
+    # OIDC Discovery §4.3: the issuer is an https URL (http only on this machine, for tests).
+    if (
+        parts.query
+        or parts.fragment
+        or not (
+            parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+        )
+    ):
+        raise ConfigError(f"KEYSWAP_CONSOLE_OIDC_ISSUER must be an https URL: {issuer!r}")
+    client_id = env.get("KEYSWAP_CONSOLE_OIDC_CLIENT_ID") or ""
+    if not client_id:
+        raise ConfigError("KEYSWAP_CONSOLE_OIDC_CLIENT_ID is required with an OIDC issuer")
+    subjects = frozenset((env.get("KEYSWAP_CONSOLE_OIDC_SUBJECTS") or "").split())
+    group = env.get("KEYSWAP_CONSOLE_OIDC_GROUP") or None
+    if not subjects and not group:
+        raise ConfigError(
+            "KEYSWAP_CONSOLE_OIDC_SUBJECTS or KEYSWAP_CONSOLE_OIDC_GROUP must name who may "
+            "sign in through the OpenID provider"
+        )
+    return ConsoleOidc(
+        issuer=issuer.rstrip("/"),
+        client_id=client_id,
+        client_secret=env.get("KEYSWAP_CONSOLE_OIDC_CLIENT_SECRET") or "",
+        name=env.get("KEYSWAP_CONSOLE_OIDC_NAME") or "OpenID provider",
+        subjects=subjects,
+        group=group,
+        group_claim=env.get("KEYSWAP_CONSOLE_OIDC_GROUP_CLAIM") or "groups",
+    )
 
 
 def make_data_dir(data_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """The operator console at ``/console``: server-rendered pages over the admin operations.
 
 Served when ``Settings.console`` is on (``KEYSWAP_CONSOLE=1``; ``keyswap demo`` turns it
-on). Sign-in is a one-time link from ``keyswap console link``; the session is Flask's
+on). Sign-in is a one-time link from ``keyswap console link``, or an upstream OpenID
+provider when ``KEYSWAP_CONSOLE_OIDC_*`` configures one (``oidc``); the session is Flask's
 signed cookie (key derived from the KEK), limited to ``/console``, HttpOnly,
 SameSite=Strict, Secure unless the issuer is a loopback URL, and it expires. Every form
 carries a CSRF token (Flask-WTF's). Each action calls the operation the CLI and the admin
@@ -39,6 +40,8 @@ def init_console(app: Flask) -> None:
     )
     app.jinja_env.globals["csrf_token"] = generate_csrf
     from . import actions as _actions  # noqa: F401  (its routes join the console blueprint)
-    from . import views
+    from . import oidc, views
 
+    if settings.console_oidc is not None:
+        oidc.init_oidc(app, settings.console_oidc)
     app.register_blueprint(views.bp)

@@ -45,7 +45,7 @@ from ..storage import (
 )
 from . import figures
 from .charts import bar_chart, line_chart
-from .links import redeem_link
+from .links import Operator, redeem_link
 
 bp = Blueprint(
     "console",
@@ -56,7 +56,16 @@ bp = Blueprint(
 )
 
 #: Reached without a session: the sign-in pages and the stylesheet.
-PUBLIC = frozenset({"console.login_page", "console.login", "console.signed_out", "console.static"})
+PUBLIC = frozenset(
+    {
+        "console.login_page",
+        "console.login",
+        "console.signed_out",
+        "console.static",
+        "console.oidc_login",
+        "console.oidc_callback",
+    }
+)
 #: The console's own stylesheet only; no script at all (the charts are server-drawn SVG).
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -108,7 +117,13 @@ def _headers(response: Response) -> Response:
 
 
 def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    return render_template(f"console/{template}", operator=g.get("admin"), **context), status
+    provider = current_keyswap().settings.console_oidc
+    return render_template(
+        f"console/{template}",
+        operator=g.get("admin"),
+        provider_name=provider.name if provider else None,
+        **context,
+    ), status
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
@@ -119,11 +134,7 @@ def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
 def _http_error(error: HTTPException) -> tuple[str, int]:
     code = error.code or 500
     if code == 401:
-        return _error_page(
-            401,
-            "Sign in",
-            "Sign in with a one-time link: run `keyswap console link` on the server.",
-        )
+        return _page("signin.html", 401)
     return _error_page(code, error.name, error.description or error.name)
 
 
@@ -171,11 +182,16 @@ def login() -> ResponseReturnValue:
             403, "Link not valid", "This link was already used or has expired; make a new one."
         )
     db.commit()
+    return start_session(operator)
+
+
+def start_session(operator: Operator) -> ResponseReturnValue:
+    """Sign ``operator`` in: a new session, then the overview."""
     session.clear()  # a new session: nothing from before sign-in carries over
     session.permanent = True
     session["actor"] = operator.actor
     session["tenant"] = operator.tenant
-    session["expires"] = _now().timestamp() + keyswap.settings.console_session_ttl
+    session["expires"] = _now().timestamp() + current_keyswap().settings.console_session_ttl
     return redirect(url_for("console.overview"), 303)
 
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 from keyswap.issuer.db import utcnow
 
 from ..cli.invoke import run
 from ..conftest import LiveIssuer
 
+#: Debian's Chromium, which the browser tests drive (never a downloaded browser build).
+CHROMIUM = "/usr/bin/chromium"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -93,3 +98,24 @@ def console(isolated_issuer: Callable[..., LiveIssuer]) -> Console:
     """Return an issuer on its own database with the console on and a movable clock."""
     clock = Clock()
     return Console(isolated_issuer(clock=clock, console=True), clock)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Start headless Chromium once for this module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """Return a page in a fresh browser context (no cookies)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()

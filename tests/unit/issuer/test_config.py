@@ -238,3 +238,61 @@ def test_kek_file_readable_by_others_is_warned_about(data_env, caplog):
     assert f"{kek_file} is accessible by group or others (mode 0644)" in caplog.text
     assert f"chmod 600 {kek_file}" in caplog.text
     assert kek_file.read_text().strip() not in caplog.text
+
+
+OIDC_ENV = {
+    "KEYSWAP_CONSOLE_OIDC_ISSUER": "https://login.example/realms/ops/",
+    "KEYSWAP_CONSOLE_OIDC_CLIENT_ID": "keyswap-console",
+    "KEYSWAP_CONSOLE_OIDC_CLIENT_SECRET": "s3cret-value",
+}
+
+
+def test_console_oidc_is_off_unless_an_issuer_is_set(data_env):
+    assert Settings.from_env(data_env).console_oidc is None
+
+
+def test_console_oidc_reads_its_variables_and_hides_the_secret(data_env):
+    settings = Settings.from_env(
+        {
+            **data_env,
+            **OIDC_ENV,
+            "KEYSWAP_CONSOLE_OIDC_NAME": "Ops SSO",
+            "KEYSWAP_CONSOLE_OIDC_SUBJECTS": "alice  bob",
+            "KEYSWAP_CONSOLE_OIDC_GROUP": "keyswap-operators",
+            "KEYSWAP_CONSOLE_OIDC_GROUP_CLAIM": "roles",
+        }
+    )
+    oidc = settings.console_oidc
+    assert oidc is not None
+    assert oidc.issuer == "https://login.example/realms/ops"
+    assert (oidc.client_id, oidc.client_secret, oidc.name) == (
+        "keyswap-console",
+        "s3cret-value",
+        "Ops SSO",
+    )
+    assert oidc.subjects == {"alice", "bob"}
+    assert (oidc.group, oidc.group_claim) == ("keyswap-operators", "roles")
+    assert "s3cret-value" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({}, "KEYSWAP_CONSOLE_OIDC_SUBJECTS"),  # nobody may sign in: a mistake
+        (
+            {
+                "KEYSWAP_CONSOLE_OIDC_ISSUER": "http://login.example",
+                "KEYSWAP_CONSOLE_OIDC_GROUP": "g",
+            },
+            "KEYSWAP_CONSOLE_OIDC_ISSUER",
+        ),
+        (
+            {"KEYSWAP_CONSOLE_OIDC_CLIENT_ID": "", "KEYSWAP_CONSOLE_OIDC_GROUP": "g"},
+            "KEYSWAP_CONSOLE_OIDC_CLIENT_ID",
+        ),
+    ],
+)
+def test_incomplete_console_oidc_stops_start_up_naming_the_variable(data_env, changes, named):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**data_env, **OIDC_ENV, **changes})
+    assert named in str(caught.value)
