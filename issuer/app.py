@@ -210,6 +210,7 @@ def create_app(
     app.register_error_handler(Exception, _render_unexpected)
 
     from .admin import api as admin_api
+    from .admin import federation as _admin_federation  # noqa: F401  (joins the admin blueprint)
     from .admin import keys as _admin_keys  # noqa: F401  (its routes join the admin blueprint)
     from .scim import views as scim_views
     from .views import oauth, ops, statuslists, wellknown

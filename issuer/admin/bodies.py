@@ -77,6 +77,22 @@ class TokenRevocation(Body):
     reason: str | None = _TEXT
 
 
+class FederationTrustCreate(Body):
+    """``POST /admin/v1/federation-trusts``: the options of ``keyswap federation add``."""
+
+    issuer: str = Field(max_length=2000)
+    service_account: str = Field(max_length=200)
+    jwks_uri: str | None = Field(default=None, max_length=2000)
+    audience: str | None = Field(default=None, max_length=2000)
+    subject: str | None = Field(default=None, max_length=2000)
+    #: ``{claim name or a/b path: glob}``, as ``--claim NAME=GLOB``.
+    claims: dict[str, str] = Field(default_factory=dict, max_length=50)
+    scope: str = Field(default="", max_length=2000)
+    #: The ``aud`` values issued tokens may carry, as ``--resource`` (repeatable).
+    resource: list[str] = Field(default_factory=list, max_length=50)
+    token_ttl: int | None = Field(default=None, ge=1)
+
+
 class Sunset(Body):
     """``POST /admin/v1/legacy-keys/{key_id}/sunset``: a date, or null to clear it."""
 

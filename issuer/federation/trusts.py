@@ -292,6 +292,7 @@ def trust_view(trust: FederationTrust) -> dict[str, Any]:
         "issuer": trust.issuer,
         "jwks_uri": trust.jwks_uri,
         "service_account": trust.service_account.name,
+        "tenant": trust.service_account.tenant.name,
         "audience": trust.audience,
         "subject": trust.subject,
         "claims": dict(trust.claims or {}),
