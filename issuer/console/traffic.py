@@ -18,9 +18,6 @@ names a credential gets its tenant at flush time, from the database, off the hot
 
 from __future__ import annotations
 
-import atexit
-import logging
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,11 +27,10 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..coalescing import CoalescedWriter
 from ..db import transaction
 from ..legacy.keys import CLIENT_ID_PREFIX as LEGACY_PREFIX
 from ..models import Client, LegacyKey, Tenant, TrafficHour, TrafficMinute, User
-
-log = logging.getLogger(__name__)
 
 ISSUED = "issued"
 REFUSED = "refused"
@@ -123,8 +119,10 @@ def resolve(session: Session, pending: dict[Key, int]) -> list[Count]:
     ]
 
 
-class TrafficCounter:
+class TrafficCounter(CoalescedWriter):
     """Per-process counts of issued and refused token requests, flushed in batches."""
+
+    what = "token traffic counts"
 
     def __init__(
         self,
@@ -135,24 +133,19 @@ class TrafficCounter:
         retention: timedelta,
         interval: float = DEFAULT_FLUSH_INTERVAL,
     ) -> None:
+        super().__init__(interval)
         self._sessions = sessions
         self._clock = clock
         self.enabled = enabled
         self.retention = retention
-        self.interval = interval
         self._pending: dict[Key, int] = {}
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        self._closed = False
-        self._at_exit = False
 
     def _count(self, tenant: str | None, credential: str | None, outcome: str, reason: str) -> None:
         minute = self._clock().replace(second=0, microsecond=0)
         key = (minute, tenant, credential, outcome, reason)
         with self._lock:
             self._pending[key] = self._pending.get(key, 0) + 1
-            if self._timer is None and not self._closed:
-                self._schedule()
+            self._schedule()
 
     def issued(self, grant_type: str, client_id: str, tenant: str) -> None:
         """Count one issued token (an in-memory increment; written at the next flush)."""
@@ -163,15 +156,6 @@ class TrafficCounter:
         """Count one refused token request; ``client_id`` only if it proved its credential."""
         if self.enabled:
             self._count(None, client_id, REFUSED, reason)
-
-    def _schedule(self) -> None:
-        # Under self._lock, as in legacy.usage: the exit hook only once there is something.
-        self._timer = threading.Timer(self.interval, self._flush_from_timer)
-        self._timer.daemon = True
-        self._timer.start()
-        if not self._at_exit:
-            atexit.register(self.close)
-            self._at_exit = True
 
     def pending(self) -> dict[Key, int]:
         """Return the counts not yet written (the console adds them to what is stored)."""
@@ -222,26 +206,5 @@ class TrafficCounter:
         session.execute(delete(TrafficMinute).where(TrafficMinute.minute < cutoff))
         session.execute(delete(TrafficHour).where(TrafficHour.hour < cutoff))
 
-    def _flush_from_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-        try:
-            self.flush()
-        except Exception as exc:
-            log.warning("could not write token traffic counts (kept for later): %s", exc)
-        with self._lock:
-            if self._pending and not self._closed and self._timer is None:
-                self._schedule()
-
-    def close(self) -> None:
-        """Stop the timer and write what is pending (run at exit; safe to call twice)."""
-        with self._lock:
-            self._closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        try:
-            self.flush()
-        except Exception as exc:
-            log.warning("token traffic counts lost at shutdown: %s", exc)
-        atexit.unregister(self.close)
+    def _has_pending(self) -> bool:
+        return bool(self._pending)

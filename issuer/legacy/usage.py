@@ -10,9 +10,6 @@ process killed outright loses at most one interval of them.
 
 from __future__ import annotations
 
-import atexit
-import logging
-import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,13 +17,13 @@ from sqlalchemy import Integer, String, Table, bindparam, case, insert, or_, sel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..coalescing import CoalescedWriter
 from ..db import UTCDateTime, transaction
 from ..models import LegacyKey, LegacyKeyRefusal
 
 if TYPE_CHECKING:
     from flask import Flask
 
-log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL = 60.0
 
@@ -97,20 +94,18 @@ def _write_refusal(session: Session, params: dict[str, Any]) -> None:
         session.execute(_ADD_REFUSAL, params)
 
 
-class UsageAccumulator:
+class UsageAccumulator(CoalescedWriter):
     """Per-process usage and refusal counts of legacy keys, flushed in batches."""
+
+    what = "legacy key usage"
 
     def __init__(
         self, sessions: sessionmaker[Session], *, interval: float = DEFAULT_FLUSH_INTERVAL
     ) -> None:
+        super().__init__(interval)
         self._sessions = sessions
-        self.interval = interval
         self._pending: Counts = {}
         self._refused: RefusalCounts = {}
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        self._closed = False
-        self._at_exit = False
 
     def record(self, key_id: str, at: datetime) -> None:
         """Count one use of ``key_id`` at ``at``; the write happens at the next flush."""
@@ -123,17 +118,6 @@ class UsageAccumulator:
         with self._lock:
             _add(self._refused, (key_id, reason), 1, at)
             self._schedule()
-
-    def _schedule(self) -> None:
-        # Under self._lock. The exit hook is registered only once there is something to
-        # write, so apps that never count anything leave nothing behind.
-        if self._timer is None and not self._closed:
-            self._timer = threading.Timer(self.interval, self._flush_from_timer)
-            self._timer.daemon = True
-            self._timer.start()
-            if not self._at_exit:
-                atexit.register(self.close)
-                self._at_exit = True
 
     def pending(self) -> dict[str, int]:
         """Return the use counts not yet written, by key id."""
@@ -183,32 +167,7 @@ class UsageAccumulator:
                 _add(self._refused, key, count, at)
 
     def _has_pending(self) -> bool:
-        with self._lock:
-            return bool(self._pending or self._refused)
-
-    def _flush_from_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-        try:
-            self.flush()
-        except Exception as exc:
-            log.warning("could not write legacy key usage (kept for later): %s", exc)
-        if self._has_pending() and not self._closed:
-            with self._lock:
-                self._schedule()
-
-    def close(self) -> None:
-        """Stop the timer and write what is pending (run at exit; safe to call twice)."""
-        with self._lock:
-            self._closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        try:
-            self.flush()
-        except Exception as exc:
-            log.warning("legacy key usage lost at shutdown: %s", exc)
-        atexit.unregister(self.close)
+        return bool(self._pending or self._refused)
 
 
 def usage_for(app: Flask) -> UsageAccumulator:
