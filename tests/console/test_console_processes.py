@@ -3,60 +3,40 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
-from ..e2e.test_serve_ports import _env, _free_port, _keyswap
+from ..e2e.test_serve_ports import _env, _keyswap
+from ..processes import free_port, serving
 from .conftest import redeem
 
 
 @contextmanager
 def server(command: str, tmp_path: Path, **env: str) -> Iterator[tuple[int, Path]]:
     """Run ``keyswap COMMAND`` with one worker until ready; yield its port and stdout file."""
-    port = _free_port()
+    port = free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / f"{command}.out"
-    with out.open("w") as stream:
-        proc = subprocess.Popen(
-            _keyswap(
-                command,
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                *(["--json"] if command == "demo" else []),
-            ),
-            env={**_env(tmp_path / command, port), **env},
-            stdout=stream,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, out.read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.1)
+    args = _keyswap(
+        command,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        *(["--json"] if command == "demo" else []),
+    )
+    with serving(
+        args,
+        port=port,
+        out=out,
+        env={**_env(tmp_path / command, port), **env},
+        stderr=subprocess.DEVNULL,
+    ):
         yield port, out
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_demo_serves_the_console_and_prints_a_one_time_link(tmp_path: Path) -> None:

@@ -7,11 +7,10 @@ a revoked token, a rotated signing key.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -23,12 +22,8 @@ from keyswap.issuer.rotation import rotate_now
 from keyswap.jwks import generate_kek
 
 from ..conftest import Creds, LiveIssuer, LiveServer, make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..processes import free_port as _free_port
+from ..processes import stop, wait_ready
 
 
 class ServeProcess:
@@ -56,26 +51,10 @@ class ServeProcess:
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"keyswap serve exited with {self.proc.returncode}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("keyswap serve did not become ready")
+        wait_ready(self.proc, self.url, Path(self._log.name), timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop(self.proc, timeout=15)
         self._log.close()
 
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,8 @@ import requests
 
 from keyswap.jwks import generate_kek
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..processes import free_port as _free_port
+from ..processes import serving
 
 
 def _env(data_dir: Path, port: int) -> dict[str, str]:
@@ -63,34 +59,9 @@ def running_server(tmp_path):
     """One `keyswap serve` on a port of its own; yields (port, path of its output)."""
     port = _free_port()
     out = tmp_path / "first.out"
-    with out.open("w") as stream:
-        proc = subprocess.Popen(
-            _keyswap("serve", "--port", str(port), "--workers", "1"),
-            env=_env(tmp_path / "first", port),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, out.read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.1)
+    args = _keyswap("serve", "--port", str(port), "--workers", "1")
+    with serving(args, port=port, out=out, env=_env(tmp_path / "first", port)):
         yield port, out
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def test_serve_prints_where_it_listens(running_server):

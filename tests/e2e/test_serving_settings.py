@@ -7,16 +7,14 @@ must build its app from those, since nothing guarantees the environment says the
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import textwrap
-import time
 
 import requests
 
 from keyswap.jwks import generate_kek
+
+from ..processes import free_port, serving
 
 _SERVER = textwrap.dedent(
     """
@@ -40,14 +38,8 @@ _SERVER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_workers_serve_the_settings_given_to_run_not_the_environment(tmp_path):
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}/only-in-settings"
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -55,37 +47,11 @@ def test_workers_serve_the_settings_given_to_run_not_the_environment(tmp_path):
     # issuer from ./.keyswap, with a key-encryption key of its own that opens no key.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWAP_")}
     out = tmp_path / "server.out"
-    with out.open("w") as stream:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(data_dir), generate_kek(), issuer, str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, out.read_text()
-            try:
-                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                if ready.ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.1)
+    args = [sys.executable, "-c", _SERVER, str(data_dir), generate_kek(), issuer, str(port)]
+    with serving(args, port=port, out=out, env=env, cwd=tmp_path):
         metadata = requests.get(
             f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server", timeout=5
         ).json()
         assert metadata["issuer"] == issuer
         assert requests.get(f"http://127.0.0.1:{port}/jwks.json", timeout=5).json()["keys"]
         assert not (tmp_path / ".keyswap").exists()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
