@@ -7,6 +7,7 @@ sees only its own tenant: another tenant's objects answer 404, as if they did no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..lifecycle import (
     set_tenant_status,
     set_user_status,
 )
-from ..models import Client, TenantStatus, User, UserKind, UserStatus
+from ..models import AuditEvent, Client, TenantStatus, User, UserKind, UserStatus
 from ..rendering import render_error
 from ..representations import audit_event_view, client_view, plain, tenant_view, user_view
 from ..storage import (
@@ -354,11 +355,12 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     return int(raw)
 
 
-@bp.get("/audit")
-def audit_list() -> Response:
-    """Page through the audit log, newest first, by time, subject and event type."""
-    require_global("reading the audit log")
-    limit = _int_arg("limit", 100, 1, MAX_PAGE) or 100
+def audit_page(limit: int) -> tuple[Sequence[AuditEvent], int | None]:
+    """Return one page of the audit log for this request's filters, and the next page's cursor.
+
+    The filters are the query's ``since``, ``until``, ``subject``, ``action`` and ``cursor``
+    (shared by this API and the console's audit page); a bad value is a 422.
+    """
     events = find_audit_events(
         request_session(),
         since=_time_arg("since"),
@@ -368,7 +370,15 @@ def audit_list() -> Response:
         before_id=_int_arg("cursor", None, 1, 2**62),
         limit=limit,
     )
-    cursor = events[-1].id if len(events) == limit else None
+    return events, (events[-1].id if len(events) == limit else None)
+
+
+@bp.get("/audit")
+def audit_list() -> Response:
+    """Page through the audit log, newest first, by time, subject and event type."""
+    require_global("reading the audit log")
+    limit = _int_arg("limit", 100, 1, MAX_PAGE) or 100
+    events, cursor = audit_page(limit)
     return reply(
         {
             "events": [audit_event_view(e) for e in events],

@@ -27,7 +27,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import HTTPException
 
-from ..admin.api import _int_arg, _time_arg, principal, require_global
+from ..admin.api import audit_page, principal, require_global
 from ..admin.auth import Principal
 from ..context import current_keyswap, request_session
 from ..errors import OAuthError
@@ -37,7 +37,6 @@ from ..representations import audit_event_view, client_view, key_view, tenant_vi
 from ..storage import (
     Conflict,
     NotFound,
-    find_audit_events,
     list_clients,
     list_signing_keys,
     list_tenants,
@@ -294,16 +293,7 @@ def keys() -> tuple[str, int]:
 def audit() -> tuple[str, int]:
     """The audit log, newest first, filtered by time, subject and action, page by page."""
     require_global("the audit log")
-    events = find_audit_events(
-        request_session(),
-        since=_time_arg("since"),
-        until=_time_arg("until"),
-        subject=request.args.get("subject") or None,
-        action=request.args.get("action") or None,
-        before_id=_int_arg("cursor", None, 1, 2**62),
-        limit=AUDIT_PAGE,
-    )
-    cursor = events[-1].id if len(events) == AUDIT_PAGE else None
+    events, cursor = audit_page(AUDIT_PAGE)
     filters = {k: request.args.get(k, "") for k in ("since", "until", "subject", "action")}
     next_args: dict[str, Any] = {k: v for k, v in filters.items() if v}
     return _page(
