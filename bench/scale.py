@@ -106,7 +106,7 @@ def bulk_clients(server: KeyswapServer, count: int, keep: int) -> list[tuple[str
                 connection.commit()
     finally:
         keyswap.usage.close()
-        keyswap.engine.dispose()
+        keyswap.dispose()
     return kept
 
 

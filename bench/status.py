@@ -259,7 +259,7 @@ def issuance_cost(rounds: int, tokens: int, backend: str) -> dict[str, Any]:
             without_ms.append(wo)
         keyswap.server.status_leases = real
         leased = real.leased
-        keyswap.engine.dispose()
+        keyswap.dispose()
     w, wo = statistics.median(with_ms) * 1e3, statistics.median(without_ms) * 1e3
     return {
         "database": backend,

@@ -25,7 +25,7 @@ from .client_auth import SecretAuthenticator
 from .config import Settings
 from .console.traffic import TrafficCounter
 from .context import Keyswap, close_session, current_keyswap, request_session
-from .db import make_engine, make_reader, make_session_factory, read_live, utcnow
+from .db import LiveReads, make_engine, make_session_factory, utcnow
 from .errors import (
     InvalidRequest,
     NoSigningKey,
@@ -147,14 +147,14 @@ def create_app(
         interval=settings.key_refresh_interval,
         clock=clock,
     )
-    reader = make_reader(engine)
+    reads = LiveReads(settings.database_url)
     usage = UsageAccumulator(sessions)
     server = KeyswapServer(
         settings,
         keyring,
         SecretAuthenticator(hasher, clock),
         session=request_session,
-        reader=reader,
+        reads=reads,
         status_leases=StatusLeases(sessions, max_token_ttl=settings.max_token_ttl),
         hasher=hasher,
         usage=usage,
@@ -183,6 +183,7 @@ def create_app(
         settings=settings,
         clock=clock,
         engine=engine,
+        reads=reads,
         sessions=sessions,
         sealer=sealer,
         hasher=hasher,
@@ -190,7 +191,7 @@ def create_app(
         maintenance=maintenance,
         server=server,
         metrics=metrics,
-        discovery=Discovery(settings, server, partial(read_live, reader, requestable_scopes)),
+        discovery=Discovery(settings, server, partial(reads, requestable_scopes)),
         limits=limits,
         ledger=RefusalLedger(metrics, limits, usage, clock, traffic=traffic),
         usage=usage,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .console.traffic import TrafficCounter
+    from .db import LiveReads
     from .hashing import SecretHasher
     from .keyring import KeyRing
     from .ledger import RefusalLedger
@@ -43,6 +44,8 @@ class Keyswap:
     #: The one clock: token times, secret and key expiry, status lists (tests move it).
     clock: Callable[[], datetime]
     engine: Engine
+    #: The request path's reads, on an autocommit engine of their own.
+    reads: LiveReads
     sessions: sessionmaker[Session]
     sealer: Sealer
     hasher: SecretHasher
@@ -60,6 +63,11 @@ class Keyswap:
     status_lists: StatusListPublisher
     #: Issued and refused token requests per minute, for the console's charts.
     traffic: TrafficCounter
+
+    def dispose(self) -> None:
+        """Close both engines' pooled connections (before a fork, and when done)."""
+        self.reads.dispose()
+        self.engine.dispose()
 
 
 def current_keyswap() -> Keyswap:

@@ -13,7 +13,6 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from .client_auth import AUTH_METHODS
-from .db import read_live
 from .errors import NO_STORE, InvalidRequest, UnauthorizedClient, UnsupportedTokenType
 from .events import TOKEN_REVOKED, record
 from .introspection import introspect
@@ -99,10 +98,9 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         # CONTRACT.md: a tenant's introspecting client sees only its own tenant's tokens.
         tenant = None if record.introspect_any_tenant else record.owner.tenant
         # Reads only: in autocommit, one round trip per query, retried on a stale connection.
-        body = read_live(
-            self.server.reader,
-            lambda connection: introspect(
-                connection, claims, self.server.clock(), tenant=tenant, other_credentials=checks
+        body = self.server.reads(
+            lambda reader: introspect(
+                reader, claims, self.server.clock(), tenant=tenant, other_credentials=checks
             ),
         )
         return 200, body, _JSON_NO_STORE

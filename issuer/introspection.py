@@ -24,13 +24,13 @@ INACTIVE: dict[str, Any] = {"active": False}
 _ECHOED = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "tenant")
 
 #: Looks up the live status of a credential that is not a registered client (legacy keys):
-#: given the session, the token's client_id and claims, raise a ``Refusal`` if it is not
+#: given a reader, the token's client_id and claims, raise a ``Refusal`` if it is not
 #: live, return True if it is, None if the client_id is not its kind.
 CredentialCheck = Callable[[Reader, str, Mapping[str, Any], datetime], bool | None]
 
 
 def introspect(
-    session: Reader,
+    reader: Reader,
     claims: Mapping[str, Any] | None,
     now: datetime,
     *,
@@ -46,9 +46,9 @@ def introspect(
     if claims is None or (tenant is not None and claims.get("tenant") != tenant):
         return dict(INACTIVE)
     try:
-        if is_revoked(session, str(claims["jti"])):
+        if is_revoked(reader, str(claims["jti"])):
             return dict(INACTIVE)
-        if not _credential_is_live(session, claims, now, other_credentials):
+        if not _credential_is_live(reader, claims, now, other_credentials):
             return dict(INACTIVE)
     except Refusal:
         return dict(INACTIVE)
@@ -58,17 +58,17 @@ def introspect(
 
 
 def _credential_is_live(
-    session: Reader,
+    reader: Reader,
     claims: Mapping[str, Any],
     now: datetime,
     other_credentials: tuple[CredentialCheck, ...],
 ) -> bool:
     client_id = str(claims["client_id"])
     for check in other_credentials:
-        verdict = check(session, client_id, claims, now)
+        verdict = check(reader, client_id, claims, now)
         if verdict is not None:
             return verdict
-    record = load_client_record(session, client_id)
+    record = load_client_record(reader, client_id)
     if record is None or record.owner.user_id != claims["sub"]:
         return False
     check_credential(

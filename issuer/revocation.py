@@ -76,9 +76,9 @@ _IS_REVOKED = select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti"
 _IS_REVOKED_READ = PreparedRead(_IS_REVOKED)
 
 
-def is_revoked(session: Reader, jti: str) -> bool:
+def is_revoked(reader: Reader, jti: str) -> bool:
     """Tell whether ``jti`` is on the denylist."""
-    return bool(_IS_REVOKED_READ.rows(session, jti=jti))
+    return bool(reader.rows(_IS_REVOKED_READ, jti=jti))
 
 
 def prune_revoked(session: Session, now: datetime) -> int:

@@ -18,7 +18,6 @@ from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from flask import Request, Response
 from flask import request as flask_request
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import ImmutableMultiDict
 
@@ -30,7 +29,7 @@ from .client_auth import (
     post_method,
 )
 from .config import Settings
-from .db import read_live
+from .db import LiveReads
 from .endpoints import Introspection, Revocation
 from .errors import (
     InvalidClient,
@@ -140,7 +139,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         keyring: KeyRing,
         authenticator: SecretAuthenticator,
         session: Callable[[], Session],
-        reader: Engine,
+        reads: LiveReads,
         status_leases: StatusLeases,
         *,
         hasher: SecretHasher,
@@ -157,8 +156,8 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
         self.usage = usage
         self.keyring = keyring
         self.session = session
-        #: Autocommit engine for the hot path's single-statement reads.
-        self.reader = reader
+        #: The request path's reads: one round trip each, on an autocommit pool.
+        self.reads = reads
         #: Status list entries for issued tokens, leased in blocks.
         self.status_leases = status_leases
         #: Live-status checks for credentials that are not registered clients (legacy keys).
@@ -195,7 +194,7 @@ class KeyswapServer(AuthorizationServer):  # type: ignore[misc]
 
     def query_client(self, client_id: str) -> ClientRecord | None:
         """Read the client, its secrets, owner and tenant live, in one round trip."""
-        return read_live(self.reader, lambda connection: load_client_record(connection, client_id))
+        return self.reads(lambda reader: load_client_record(reader, client_id))
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         """Authenticate the client (Authlib's dispatch), then count it against its rate limit.

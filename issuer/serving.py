@@ -187,7 +187,7 @@ def run(
         if setup is not None:
             setup(app)
         # Nothing opened here may be shared with the workers.
-        app.extensions["keyswap"].engine.dispose()
+        app.extensions["keyswap"].dispose()
         server = Server(
             "keyswap.issuer.serving:worker_app",
             interface=Interfaces.WSGI,

@@ -125,9 +125,9 @@ _CLIENT_RECORD_QUERY = (
 _CLIENT_RECORD = PreparedRead(_CLIENT_RECORD_QUERY)
 
 
-def load_client_record(session: Reader, client_id: str) -> ClientRecord | None:
+def load_client_record(reader: Reader, client_id: str) -> ClientRecord | None:
     """Read a client, its secrets, owner and tenant in one round trip, or None."""
-    rows = _CLIENT_RECORD.rows(session, client_id=client_id)
+    rows = reader.rows(_CLIENT_RECORD, client_id=client_id)
     if not rows:
         return None
     first = rows[0]
@@ -249,9 +249,12 @@ def list_clients(session: Session, tenant: str | None = None) -> Sequence[Client
     return session.scalars(query).all()
 
 
-def requestable_scopes(session: Reader) -> list[str]:
+_REQUESTABLE_SCOPES = PreparedRead(select(Client.scopes).where(Client.enabled).distinct())
+
+
+def requestable_scopes(reader: Reader) -> list[str]:
     """Return every scope an enabled client may request, sorted (for discovery)."""
-    rows = session.execute(select(Client.scopes).where(Client.enabled).distinct())
+    rows = reader.rows(_REQUESTABLE_SCOPES)
     return sorted({scope for (scopes,) in rows for scope in scopes.split()})
 
 

@@ -258,7 +258,7 @@ def stop_live_server(live: LiveServer) -> None:
     # Write pending legacy key counts while the database is still there.
     usage_for(live.app).close()
     live.keyswap.traffic.close()
-    live.keyswap.engine.dispose()
+    live.keyswap.dispose()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from flask import Request
 from sqlalchemy.orm import Session
 
 from ..context import Keyswap
+from ..db import SessionReader
 from ..errors import InsufficientScope, InvalidToken
 from ..introspection import introspect
 from ..lifecycle import ADMIN_SCOPE
@@ -58,7 +59,9 @@ def live_claims(keyswap: Keyswap, session: Session, token: str) -> dict[str, obj
         return None
     checks = tuple(keyswap.server.credential_checks)
     # The admin token's own liveness; its tenant is checked by the caller's scope rules.
-    answer = introspect(session, claims, keyswap.clock(), tenant=None, other_credentials=checks)
+    answer = introspect(
+        SessionReader(session), claims, keyswap.clock(), tenant=None, other_credentials=checks
+    )
     return claims if answer["active"] else None
 
 

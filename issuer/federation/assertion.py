@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from keyswap.clients.errors import IssuerUnavailable, UnknownKey
 from keyswap.clients.jwks_cache import ASYMMETRIC_ALGS
 
-from ..db import Reader
+from ..db import Reader, SessionReader
 from ..errors import (
     ASSERTION_AUDIENCE,
     ASSERTION_EXPIRED,
@@ -102,7 +102,7 @@ class FederationVerifier:
         issuer = unverified.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise _refuse("assertion_malformed", ASSERTION_MALFORMED, "no iss")
-        trusts = load_trusts(session, issuer)
+        trusts = load_trusts(SessionReader(session), issuer)
         if not trusts:
             raise _refuse("untrusted_issuer", FEDERATION_UNTRUSTED_ISSUER, f"iss={issuer}")
         claims = self._verified(assertion, header, issuer, trusts[0].jwks_uri)
@@ -225,7 +225,7 @@ def _first_use(
 
 
 def check_federated_token(
-    session: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
+    reader: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
 ) -> bool | None:
     """Tell introspection whether a token issued through a trust is still live.
 
@@ -235,7 +235,7 @@ def check_federated_token(
     """
     if not client_id.startswith(CLIENT_ID_PREFIX):
         return None
-    trust = load_trust(session, client_id[len(CLIENT_ID_PREFIX) :])
+    trust = load_trust(reader, client_id[len(CLIENT_ID_PREFIX) :])
     if trust is None or trust.owner.user_id != claims.get("sub"):
         return False
     check_owner(trust.owner)

@@ -15,13 +15,13 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from keyswap.clients.outbound import check_outbound_url
 
 from .. import events
-from ..db import Reader, utcnow
+from ..db import PreparedRead, Reader, utcnow
 from ..lifecycle import InvalidValue
 from ..models import FederationTrust, Tenant, User, UserKind, UserStatus
 from ..rules import check_audiences, check_scopes
@@ -142,21 +142,27 @@ def _record(row: Any) -> TrustRecord:
     )
 
 
-def load_trusts(session: Reader, issuer: str) -> list[TrustRecord]:
+_BY_ISSUER = PreparedRead(
+    _TRUSTS_QUERY.where(
+        FederationTrust.issuer == bindparam("issuer"), FederationTrust.removed_at.is_(None)
+    )
+)
+_BY_ID = PreparedRead(
+    _TRUSTS_QUERY.where(
+        FederationTrust.id == bindparam("trust_id"), FederationTrust.removed_at.is_(None)
+    )
+)
+
+
+def load_trusts(reader: Reader, issuer: str) -> list[TrustRecord]:
     """Return the live trusts of ``issuer`` with their service accounts' status, live."""
-    query = _TRUSTS_QUERY.where(
-        FederationTrust.issuer == issuer, FederationTrust.removed_at.is_(None)
-    )
-    return [_record(row) for row in session.execute(query)]
+    return [_record(row) for row in reader.rows(_BY_ISSUER, issuer=issuer)]
 
 
-def load_trust(session: Reader, trust_id: str) -> TrustRecord | None:
+def load_trust(reader: Reader, trust_id: str) -> TrustRecord | None:
     """Return the live trust ``trust_id``, or None if there is none (or it was removed)."""
-    query = _TRUSTS_QUERY.where(
-        FederationTrust.id == trust_id, FederationTrust.removed_at.is_(None)
-    )
-    row = session.execute(query).first()
-    return None if row is None else _record(row)
+    rows = reader.rows(_BY_ID, trust_id=trust_id)
+    return _record(rows[0]) if rows else None
 
 
 def _check_url(url: str, what: str, *, allow_private: bool) -> str:

@@ -22,7 +22,6 @@ from typing import Any
 from authlib.oauth2.rfc6749 import grants
 
 from ..client_auth import AUTH_METHODS
-from ..db import read_live
 from ..errors import (
     API_KEY_EXPIRED,
     API_KEY_RETIRED,
@@ -138,9 +137,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: 
             resolve_for_trust(self, self.federated)
             return
         key_hash = hash_api_key(self.server.hasher, subject_token)
-        record = read_live(
-            self.server.reader, lambda connection: load_legacy_key(connection, key_hash)
-        )
+        record = self.server.reads(lambda reader: load_legacy_key(reader, key_hash))
         if record is None:
             raise InvalidRequest(UNKNOWN_API_KEY, reason="unknown_api_key")
         # The caller proved possession: from here refusals are logged with the key's id.

@@ -140,15 +140,15 @@ def _record(row: Any) -> LegacyRecord:
     )
 
 
-def load_legacy_key(session: Reader, key_hash: str) -> LegacyRecord | None:
+def load_legacy_key(reader: Reader, key_hash: str) -> LegacyRecord | None:
     """Find a key by its keyed hash, with owner and tenant, in one indexed query."""
-    rows = _BY_HASH_READ.rows(session, key_hash=key_hash)
+    rows = reader.rows(_BY_HASH_READ, key_hash=key_hash)
     return _record(rows[0]) if rows else None
 
 
-def load_legacy_status(session: Reader, key_id: str) -> LegacyRecord | None:
+def load_legacy_status(reader: Reader, key_id: str) -> LegacyRecord | None:
     """Read a key's live status (and its owner's and tenant's) by its public id, or None."""
-    rows = _BY_ID_READ.rows(session, key_id=key_id)
+    rows = reader.rows(_BY_ID_READ, key_id=key_id)
     return _record(rows[0]) if rows else None
 
 
@@ -160,7 +160,7 @@ def check_legacy_key(record: LegacyRecord, now: datetime) -> None:
 
 
 def check_legacy_token(
-    session: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
+    reader: Reader, client_id: str, claims: Mapping[str, Any], now: datetime
 ) -> bool | None:
     """Tell introspection whether a token exchanged from a legacy key is still live.
 
@@ -171,7 +171,7 @@ def check_legacy_token(
     """
     if not client_id.startswith(CLIENT_ID_PREFIX):
         return None
-    record = load_legacy_status(session, client_id[len(CLIENT_ID_PREFIX) :])
+    record = load_legacy_status(reader, client_id[len(CLIENT_ID_PREFIX) :])
     if record is None or record.owner.user_id != claims.get("sub"):
         return False
     check_credential(now=now, expires_at=None, revoked_at=record.revoked_at)

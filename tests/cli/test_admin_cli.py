@@ -81,7 +81,7 @@ def test_db_upgrade_creates_every_table_on_a_fresh_database(databases, kek, tmp_
         # Idempotent: a second run finds nothing to do and succeeds.
         assert ok(app.test_cli_runner(), "db", "upgrade")["status"] == "upgraded"
     finally:
-        keyswap.engine.dispose()
+        keyswap.dispose()
 
 
 def test_db_upgrade_never_prints_the_database_password(databases, kek, tmp_path):
@@ -98,7 +98,7 @@ def test_db_upgrade_never_prints_the_database_password(databases, kek, tmp_path)
         assert "s3cret-pw" not in outcome.stdout + outcome.stderr
         assert outcome.data["database"].endswith(url.database or "")
     finally:
-        app.extensions["keyswap"].engine.dispose()
+        app.extensions["keyswap"].dispose()
 
 
 def test_tenants_create_suspend_activate_report_status(runner):

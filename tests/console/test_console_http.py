@@ -209,7 +209,7 @@ def test_session_cookie_is_secure_off_loopback(console: Console) -> None:
         assert answer.status_code == 303
         assert "Secure" in answer.headers["Set-Cookie"]
     finally:
-        app.extensions["keyswap"].engine.dispose()
+        app.extensions["keyswap"].dispose()
 
 
 def test_keys_page_rotates_and_revokes_only_with_confirmation_and_reason(console: Console) -> None:

@@ -53,7 +53,7 @@ def two_postgres_servers(databases, tmp_path):
             make_settings(url, decode_kek(kek_text), tmp_path, issuer="http://127.0.0.1:8000")
         )
         yield first, second, admin
-        admin.extensions["keyswap"].engine.dispose()
+        admin.extensions["keyswap"].dispose()
     finally:
         for server in servers:
             server.stop()

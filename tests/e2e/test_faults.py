@@ -56,7 +56,7 @@ def apps():
 
     yield build
     for app in built:
-        app.extensions["keyswap"].engine.dispose()
+        app.extensions["keyswap"].dispose()
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
         rotate_now(
             session, keyswap.sealer, alg="ES256", schedule=schedule, immediate=True, actor="t"
         )
-    keyswap.engine.dispose()
+    keyswap.dispose()
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHER, url], capture_output=True, text=True, timeout=60
     )

@@ -90,7 +90,7 @@ def two_servers(databases, redis_url, tmp_path):
             )
         )
         yield first, second, admin
-        admin.extensions["keyswap"].engine.dispose()
+        admin.extensions["keyswap"].dispose()
     finally:
         for server in servers:
             server.stop()
