@@ -86,7 +86,7 @@ def test_tenant_suspension_and_client_disable_turn_tokens_inactive(live_issuer):
     assert _introspect(live_issuer, rs, acme_token).json() == {"active": False}
     assert _introspect(live_issuer, rs, other_token).json()["active"] is True
     with transaction(live_issuer.keyswap.sessions) as session:
-        disable_client(session, other.client_id, actor="test")
+        disable_client(session, other.client_id, now=live_issuer.keyswap.clock(), actor="test")
     assert _introspect(live_issuer, rs, other_token).json() == {"active": False}
 
 
