@@ -212,10 +212,6 @@ class MovingClock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
-    def ahead_of_now(self, seconds: float) -> None:
-        """Move to ``seconds`` after the real present (what the CLI just wrote, in-process)."""
-        self.now = utcnow() + timedelta(seconds=seconds)
-
 
 def start_live_server(build: Callable[[str], Flask]) -> LiveServer:
     """Bind a port, build the app for that URL with ``build(url)``, serve it in a thread."""

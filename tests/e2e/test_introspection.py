@@ -70,7 +70,7 @@ def test_reactivation_does_not_revive_earlier_tokens(isolated_issuer):
     live_issuer.set_user_status(creds.user, "active")
     assert _introspect(live_issuer, rs, old).json() == {"active": False}
     # A token issued after reactivation is live (issued in a later second than the cutoff).
-    clock.ahead_of_now(2)
+    clock.advance(2)
     new = _token(live_issuer, creds)
     assert _introspect(live_issuer, rs, new).json()["active"] is True
 
