@@ -185,7 +185,7 @@ def check_legacy_token(
 def revoke_legacy_key(
     session: Session, key_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> LegacyKey:
-    """Refuse ``key_id`` from ``now`` on and make every token exchanged from it before inactive."""
+    """Refuse ``key_id`` from ``now`` on; the tokens exchanged from it until then turn inactive."""
     key = session.get(LegacyKey, key_id)
     if key is None:
         raise NotFound(f"no legacy key {key_id!r}")
