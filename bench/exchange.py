@@ -124,7 +124,7 @@ def run_one(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
     keyswap: Keyswap = app.extensions["keyswap"]
     upgrade_schema(keyswap.engine)
     with transaction(keyswap.sessions) as session:
-        ensure_signing_key(session, keyswap.sealer)
+        ensure_signing_key(session, keyswap.sealer, now=keyswap.clock())
     started = time.perf_counter()
     keys = _import_keys(keyswap, count, sample=500)
     import_seconds = time.perf_counter() - started

@@ -213,7 +213,7 @@ def issuance_cost(rounds: int, tokens: int, backend: str) -> dict[str, Any]:
         upgrade_schema(keyswap.engine)
         owner = f"bench-{uuid.uuid4().hex[:8]}"
         with transaction(keyswap.sessions) as session:
-            ensure_signing_key(session, keyswap.sealer)
+            ensure_signing_key(session, keyswap.sealer, now=keyswap.clock())
             add_user(session, owner, actor="bench")
         with transaction(keyswap.sessions) as session:
             created = register_client(
@@ -222,6 +222,7 @@ def issuance_cost(rounds: int, tokens: int, backend: str) -> dict[str, Any]:
                 owner=owner,
                 scope="orders:read",
                 max_token_ttl=settings.max_token_ttl,
+                now=keyswap.clock(),
                 actor="bench",
             )
             client_id, secret = created.client.id, created.secret

@@ -41,7 +41,8 @@ class Keyswap:
     """Everything one app instance shares across requests."""
 
     settings: Settings
-    #: The one clock: token times, secret and key expiry, status lists (tests move it).
+    #: The one clock: token times, secret and key expiry, status lists, and every time an
+    #: operation stamps (status changes, revocation cutoffs), whoever calls it (tests move it).
     clock: Callable[[], datetime]
     engine: Engine
     #: The request path's reads, on an autocommit engine of their own.

@@ -30,7 +30,6 @@ from keyswap.jwks import (
     private_key_bytes,
 )
 
-from .db import utcnow
 from .errors import NoSigningKey as NoSigningKey  # re-exported
 from .models import KeyState, SigningKey
 from .storage import active_signing_key, list_signing_keys
@@ -39,11 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def create_signing_key(
-    session: Session, sealer: Sealer, alg: str, state: KeyState, *, now: datetime | None = None
+    session: Session, sealer: Sealer, alg: str, state: KeyState, *, now: datetime
 ) -> SigningKey:
-    """Generate a key pair, seal its private half, and store it in ``state``."""
+    """Generate a key pair, seal its private half, and store it in ``state``, created at ``now``."""
     pair = generate_key(alg)
-    now = now or utcnow()
     row = SigningKey(
         kid=pair.kid,
         alg=pair.alg,
@@ -58,12 +56,14 @@ def create_signing_key(
     return row
 
 
-def ensure_signing_key(session: Session, sealer: Sealer, alg: str = "ES256") -> SigningKey:
-    """Return the active signing key, creating one if there is none."""
+def ensure_signing_key(
+    session: Session, sealer: Sealer, alg: str = "ES256", *, now: datetime
+) -> SigningKey:
+    """Return the active signing key, creating one (active from ``now``) if there is none."""
     row = active_signing_key(session)
     if row is not None:
         return row
-    return create_signing_key(session, sealer, alg, KeyState.ACTIVE)
+    return create_signing_key(session, sealer, alg, KeyState.ACTIVE, now=now)
 
 
 def unseal(sealer: Sealer, row: SigningKey) -> KeyPair:
@@ -127,7 +127,7 @@ class KeyRing:
         *,
         max_token_ttl: int,
         refresh_interval: float = 10.0,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._session_factory = session_factory
         self._sealer = sealer

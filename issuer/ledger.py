@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from flask import Request
 
-from .db import utcnow
 from .errors import OAuthError
 from .events import INTROSPECTION_DENIED, REVOCATION_DENIED, TOKEN_DENIED, log_issuance
 from .legacy.keys import CLIENT_ID_PREFIX as LEGACY_PREFIX
@@ -82,7 +81,7 @@ class RefusalLedger:
         metrics: Metrics,
         limits: RateLimits,
         usage: UsageAccumulator,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
         traffic: TrafficCounter | None = None,
     ) -> None:
         self._metrics = metrics

@@ -1,7 +1,10 @@
 """Lifecycle operations on tenants, users and clients, each recorded in the audit log.
 
-Used by the CLI (and tests); each function works inside the caller's transaction and
-returns the changed object. Errors are ``storage.NotFound`` and ``storage.Conflict``.
+Used by the CLI, the admin API, SCIM and the console; each function works inside the
+caller's transaction and returns the changed object. Errors are ``storage.NotFound`` and
+``storage.Conflict``. A function that stamps a time takes it as ``now``, read by the caller
+from the app's clock (``Keyswap.clock``): the clock that stamps tokens' ``iat`` and judges
+secrets' expiry, so a cutoff or an expiry written here is compared on the same clock.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from keyswap.clients.outbound import check_outbound_url
 from keyswap.jwks import PRIVATE_MEMBERS
 
 from . import events
-from .db import utcnow
 from .errors import InvalidValue as InvalidValue  # re-exported
 from .hashing import SecretHasher, new_secret
 from .models import AuthMethod, Client, Tenant, TenantStatus, User, UserKind, UserStatus
@@ -59,13 +61,19 @@ def add_tenant(session: Session, name: str, *, actor: str) -> Tenant:
 
 
 def set_tenant_status(
-    session: Session, name: str, status: TenantStatus, *, actor: str, reason: str | None = None
+    session: Session,
+    name: str,
+    status: TenantStatus,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
 ) -> Tenant:
-    """Suspend or reactivate a tenant."""
+    """Suspend or reactivate a tenant at ``now`` (the app's clock)."""
     tenant = get_tenant(session, name)
     if tenant.status is not status:
         tenant.status = status
-        tenant.status_changed_at = utcnow()
+        tenant.status_changed_at = now
         if status is not TenantStatus.ACTIVE:
             # Every token of every user in the tenant goes inactive now, and stays so after
             # reactivation: a suspension is not undone by lifting it.
@@ -96,15 +104,21 @@ def add_user(
 
 
 def set_user_status(
-    session: Session, name: str, status: UserStatus, *, actor: str, reason: str | None = None
+    session: Session,
+    name: str,
+    status: UserStatus,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
 ) -> User:
-    """Change a user's status; a deleted user stays a tombstone and cannot come back."""
+    """Change a user's status at ``now``; a deleted user stays a tombstone for good."""
     user = get_user(session, name)
     if user.status is UserStatus.DELETED and status is not UserStatus.DELETED:
         raise Conflict(f"user {name!r} is deleted; deletion is final")
     if user.status is not status:
         user.status = status
-        user.status_changed_at = utcnow()
+        user.status_changed_at = now
         if status is not UserStatus.ACTIVE:
             user.tokens_revoked_before = user.status_changed_at
             revoke_blocks(session, user.status_changed_at, owner_id=user.id)
@@ -176,6 +190,7 @@ def register_client(
     any_tenant: bool = False,
     secret_ttl: int | None = None,
     allow_private_jwks_uri: bool = False,
+    now: datetime,
     actor: str,
 ) -> NewClient:
     """Register a client for an active owner and give it its first secret.
@@ -183,7 +198,7 @@ def register_client(
     ``any_tenant`` lets an introspecting client see every tenant's tokens, not only its
     owner's tenant's. A ``jwks_uri`` must be https to a public host, unless
     ``allow_private_jwks_uri`` (``KEYSWAP_OUTBOUND_ALLOW_PRIVATE``) also allows loopback and
-    private addresses.
+    private addresses. A ``secret_ttl`` counts from ``now`` (the app's clock).
     """
     if any_tenant and not can_introspect:
         raise InvalidValue("--any-tenant is for introspecting clients (--can-introspect)")
@@ -218,7 +233,7 @@ def register_client(
     secret = None
     if auth_method is not AuthMethod.PRIVATE_KEY_JWT:
         secret = new_secret()
-        add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl))
+        add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl, now))
     events.record(
         session,
         events.CLIENT_CREATED,
@@ -232,13 +247,13 @@ def register_client(
 
 
 def disable_client(
-    session: Session, client_id: str, *, actor: str, reason: str | None = None
+    session: Session, client_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> Client:
-    """Disable a client: its credentials stop working at once."""
+    """Disable a client at ``now``: its credentials stop working at once."""
     client = get_client(session, client_id)
     if client.enabled:
         client.enabled = False
-        client.disabled_at = utcnow()
+        client.disabled_at = now
         client.tokens_revoked_before = client.disabled_at
         revoke_blocks(session, client.disabled_at, client_id=client.id)
         events.record(
@@ -268,7 +283,7 @@ ADMIN_ACCOUNT = "keyswap-admin"
 
 
 def bootstrap_admin(
-    session: Session, hasher: SecretHasher, *, max_token_ttl: int, actor: str
+    session: Session, hasher: SecretHasher, *, max_token_ttl: int, now: datetime, actor: str
 ) -> NewClient:
     """Create the first admin: a service account and its client with scope keyswap:admin.
 
@@ -290,27 +305,32 @@ def bootstrap_admin(
         owner=ADMIN_ACCOUNT,
         scope=ADMIN_SCOPE,
         max_token_ttl=max_token_ttl,
+        now=now,
         actor=actor,
     )
 
 
 def revoke_user_tokens(
-    session: Session, name: str, *, actor: str, reason: str | None = None
+    session: Session, name: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> User:
-    """Make every token issued so far to ``name``'s credentials inactive."""
+    """Make every token issued to ``name``'s credentials before ``now`` inactive.
+
+    ``now`` is the app's clock, the one that stamps a token's ``iat``: the cutoff is
+    compared with it.
+    """
     user = get_user(session, name)
-    user.tokens_revoked_before = utcnow()
+    user.tokens_revoked_before = now
     revoke_blocks(session, user.tokens_revoked_before, owner_id=user.id)
     events.record(session, events.TOKENS_REVOKED, f"user:{name}", actor=actor, reason=reason)
     return user
 
 
 def revoke_client_tokens(
-    session: Session, client_id: str, *, actor: str, reason: str | None = None
+    session: Session, client_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> Client:
-    """Make every token issued so far to ``client_id`` inactive."""
+    """Make every token issued to ``client_id`` before ``now`` (the app's clock) inactive."""
     client = get_client(session, client_id)
-    client.tokens_revoked_before = utcnow()
+    client.tokens_revoked_before = now
     revoke_blocks(session, client.tokens_revoked_before, client_id=client.id)
     events.record(session, events.TOKENS_REVOKED, f"client:{client_id}", actor=actor, reason=reason)
     return client
@@ -321,15 +341,15 @@ def revoke_token_id(
     jti: str,
     *,
     max_token_ttl: int,
+    now: datetime,
     actor: str,
     reason: str | None = None,
     tenant: str | None = None,
 ) -> bool:
-    """Deny one token by its jti; kept for the longest lifetime a token can have.
+    """Deny one token by its jti; kept for the longest lifetime a token can have from ``now``.
 
     Its status list bit is set as well; with ``tenant`` only if the token is that tenant's.
     """
-    now = utcnow()
     added = revoke_jti(
         session,
         jti=jti,
@@ -343,12 +363,12 @@ def revoke_token_id(
     return added
 
 
-def _expiry(ttl: int | None) -> datetime | None:
+def _expiry(ttl: int | None, now: datetime) -> datetime | None:
     if ttl is None:
         return None
     if ttl < 1:
         raise InvalidValue("a secret lifetime must be at least 1 second")
-    return utcnow() + timedelta(seconds=ttl)
+    return now + timedelta(seconds=ttl)
 
 
 def rotate_secret(
@@ -358,10 +378,11 @@ def rotate_secret(
     *,
     grace: int,
     secret_ttl: int | None = None,
+    now: datetime,
     actor: str,
     reason: str | None = None,
 ) -> tuple[Client, str, datetime]:
-    """Give a client a new secret; its current secrets keep working for ``grace`` seconds.
+    """Give a client a new secret; its current secrets keep working ``grace`` seconds from ``now``.
 
     Returns the client, the new secret (shown once) and when the old ones stop working.
     """
@@ -370,13 +391,12 @@ def rotate_secret(
     client = get_client(session, client_id)
     if client.auth_method is AuthMethod.PRIVATE_KEY_JWT:
         raise Conflict(f"client {client_id!r} authenticates with private_key_jwt; it has no secret")
-    now = utcnow()
     old_until = now + timedelta(seconds=grace)
     for old in client.secrets:
         if old.revoked_at is None and (old.expires_at is None or old.expires_at > old_until):
             old.expires_at = old_until
     secret = new_secret()
-    add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl))
+    add_secret(session, client, hasher.hash(secret), expires_at=_expiry(secret_ttl, now))
     events.record(
         session,
         events.SECRET_ROTATED,

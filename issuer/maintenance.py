@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyswap.jwks import Schedule, Sealer
 
-from .db import utcnow
 from .keyring import KeyRing
 from .rotation import advance
 
@@ -42,7 +41,7 @@ class Maintenance:
         *,
         alg: str,
         interval: float,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._sessions = sessions
         self._sealer = sealer

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from .db import utcnow
 from .keyring import is_published
 from .models import AuditEvent, Client, KeyState, SigningKey, Tenant, User
 
@@ -35,8 +34,7 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
-def _secret_expiry(client: Client) -> datetime | None:
-    now = utcnow()
+def _secret_expiry(client: Client, now: datetime) -> datetime | None:
     live = [
         s.expires_at
         for s in client.secrets
@@ -47,9 +45,9 @@ def _secret_expiry(client: Client) -> datetime | None:
     return max(t for t in live if t is not None)
 
 
-def client_view(client: Client) -> dict[str, Any]:
-    """Return what is shown about a client (never a secret)."""
-    expiry = _secret_expiry(client)
+def client_view(client: Client, now: datetime) -> dict[str, Any]:
+    """Return what is shown about a client at ``now`` (never a secret)."""
+    expiry = _secret_expiry(client, now)
     return {
         "client_id": client.id,
         "owner": client.owner.name,
@@ -63,7 +61,7 @@ def client_view(client: Client) -> dict[str, Any]:
         "can_introspect": client.can_introspect,
         "introspect_any_tenant": client.introspect_any_tenant,
         "secrets_expire_at": expiry,
-        "expiring_soon": expiry is not None and expiry - utcnow() < EXPIRING_SOON,
+        "expiring_soon": expiry is not None and expiry - now < EXPIRING_SOON,
         "created_at": client.created_at,
     }
 

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyswap.jwks import DEFAULT_ALG, KeyView, Promote, Schedule, Sealer, next_step
 
 from . import events
-from .db import utcnow
 from .keyring import create_signing_key
 from .models import KeyState, SigningKey
 from .status_lists import revoke_blocks
@@ -46,7 +45,7 @@ def publish_next_key(
     alg: str,
     activates_at: datetime,
     actor: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> SigningKey:
     """Publish a new key that starts signing at ``activates_at``; Conflict if one waits."""
     waiting = list_signing_keys(session, [KeyState.NEXT])
@@ -101,10 +100,9 @@ def advance(
     schedule: Schedule,
     *,
     alg: str = DEFAULT_ALG,
-    now: datetime | None = None,
+    now: datetime,
 ) -> bool:
     """Apply the rotation step due now, if any; return True if the key table changed."""
-    now = now or utcnow()
     with sessions() as session:
         step = next_step(_views(list_signing_keys(session)), now, schedule)
         if step is None:
@@ -140,7 +138,7 @@ def rotate_now(
     schedule: Schedule,
     actor: str,
     immediate: bool = False,
-    now: datetime | None = None,
+    now: datetime,
 ) -> SigningKey:
     """Start a rotation by hand: publish a new key that signs after the pre-publication window.
 
@@ -148,7 +146,6 @@ def rotate_now(
     settled, that is once every process publishes it. A key already waiting is then
     brought forward instead of stacking a second one.
     """
-    now = now or utcnow()
     if immediate:
         waiting = list_signing_keys(session, [KeyState.NEXT])
         if waiting:
@@ -187,7 +184,7 @@ def revoke_key(
     *,
     actor: str,
     reason: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> SigningKey:
     """Withdraw a (compromised) key from the JWK Set at once; it never signs again.
 
@@ -196,7 +193,6 @@ def revoke_key(
     than one signed by the compromised key). Run ``keys rotate --now`` first, and revoke
     once the new key is active, for no pause at all.
     """
-    now = now or utcnow()
     row = session.scalar(select(SigningKey).where(SigningKey.kid == kid))
     if row is None:
         raise NotFound(f"no signing key {kid}")

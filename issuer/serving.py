@@ -56,7 +56,7 @@ def prepare(app: Flask) -> None:
                 "KEYSWAP_KEY_ENCRYPTION_KEY (or restore "
                 f"{settings.generated_kek_file}) to the key this database was created with."
             )
-        ensure_signing_key(session, keyswap.sealer, settings.signing_alg)
+        ensure_signing_key(session, keyswap.sealer, settings.signing_alg, now=keyswap.clock())
     try:
         keyswap.keyring.reload()
     except KeyUnsealError as exc:

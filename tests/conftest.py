@@ -212,10 +212,6 @@ class MovingClock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
-    def ahead_of_now(self, seconds: float) -> None:
-        """Move to ``seconds`` after the real present (what the CLI just wrote, in-process)."""
-        self.now = utcnow() + timedelta(seconds=seconds)
-
 
 def start_live_server(build: Callable[[str], Flask]) -> LiveServer:
     """Bind a port, build the app for that URL with ``build(url)``, serve it in a thread."""
@@ -233,7 +229,7 @@ def prepared_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> 
     keyswap: Keyswap = app.extensions["keyswap"]
     upgrade_schema(keyswap.engine)
     with transaction(keyswap.sessions) as session:
-        ensure_signing_key(session, keyswap.sealer)
+        ensure_signing_key(session, keyswap.sealer, now=keyswap.clock())
     return app
 
 
@@ -368,6 +364,7 @@ class LiveIssuer:
                 auth_method=auth_method,
                 can_introspect=can_introspect,
                 any_tenant=any_tenant,
+                now=self.keyswap.clock(),
                 actor="test",
             )
             tenant_name = owner.tenant.name
@@ -376,12 +373,16 @@ class LiveIssuer:
     def set_user_status(self, user: str, status: str) -> None:
         """Change a user's status: active, suspended, deactivated or deleted."""
         with transaction(self.keyswap.sessions) as session:
-            set_user_status(session, user, UserStatus(status), actor="test")
+            set_user_status(
+                session, user, UserStatus(status), now=self.keyswap.clock(), actor="test"
+            )
 
     def set_tenant_status(self, tenant: str, status: str) -> None:
         """Suspend or reactivate a tenant."""
         with transaction(self.keyswap.sessions) as session:
-            set_tenant_status(session, tenant, TenantStatus(status), actor="test")
+            set_tenant_status(
+                session, tenant, TenantStatus(status), now=self.keyswap.clock(), actor="test"
+            )
 
     def user_id(self, user: str) -> str:
         """Return the stable id (the ``sub``) of ``user``."""

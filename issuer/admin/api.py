@@ -82,6 +82,11 @@ def principal() -> Principal:
     return g.admin  # type: ignore[no-any-return]
 
 
+def now() -> datetime:
+    """Return the time by the app's clock: the one that stamps tokens and judges secrets."""
+    return current_keyswap().clock()
+
+
 def require_global(action: str) -> None:
     """Refuse a tenant admin an action that reaches beyond one tenant (403)."""
     if not principal().is_global:
@@ -174,7 +179,7 @@ def tenants_set_status(name: str, action: str) -> Response:
     body = read_body(request, Reason)
     status = TenantStatus.SUSPENDED if action == "suspend" else TenantStatus.ACTIVE
     tenant = set_tenant_status(
-        request_session(), name, status, actor=principal().actor, reason=body.reason
+        request_session(), name, status, now=now(), actor=principal().actor, reason=body.reason
     )
     return committed(tenant_view(tenant))
 
@@ -213,7 +218,12 @@ def users_set_status(name: str, action: str) -> Response:
     visible_user(name)
     body = read_body(request, Reason)
     user = set_user_status(
-        request_session(), name, USER_STATUSES[action], actor=principal().actor, reason=body.reason
+        request_session(),
+        name,
+        USER_STATUSES[action],
+        now=now(),
+        actor=principal().actor,
+        reason=body.reason,
     )
     return committed(user_view(user))
 
@@ -224,7 +234,12 @@ def users_delete(name: str) -> Response:
     visible_user(name)
     reason = request.args.get("reason")
     user = set_user_status(
-        request_session(), name, UserStatus.DELETED, actor=principal().actor, reason=reason
+        request_session(),
+        name,
+        UserStatus.DELETED,
+        now=now(),
+        actor=principal().actor,
+        reason=reason,
     )
     return committed(user_view(user))
 
@@ -236,7 +251,8 @@ def users_delete(name: str) -> Response:
 def clients_list() -> Response:
     """List the clients the caller sees."""
     clients = list_clients(request_session(), principal().tenant)
-    return reply({"clients": [client_view(c) for c in clients]})
+    at = now()
+    return reply({"clients": [client_view(c, at) for c in clients]})
 
 
 @bp.post("/clients")
@@ -260,9 +276,10 @@ def clients_create() -> Response:
         jwks_uri=body.jwks_uri,
         can_introspect=body.can_introspect,
         secret_ttl=body.secret_ttl,
+        now=now(),
         actor=principal().actor,
     )
-    view = client_view(created.client)
+    view = client_view(created.client, now())
     return committed(
         {"client_id": view.pop("client_id"), "client_secret": created.secret, **view}, 201
     )
@@ -271,7 +288,7 @@ def clients_create() -> Response:
 @bp.get("/clients/<client_id>")
 def clients_get(client_id: str) -> Response:
     """Show one client (never a secret)."""
-    return reply(client_view(visible_client(client_id)))
+    return reply(client_view(visible_client(client_id), now()))
 
 
 @bp.post("/clients/<client_id>/rotate-secret")
@@ -285,6 +302,7 @@ def clients_rotate_secret(client_id: str) -> Response:
         client_id,
         grace=body.grace,
         secret_ttl=body.secret_ttl,
+        now=now(),
         actor=principal().actor,
     )
     return committed(
@@ -297,9 +315,12 @@ def clients_set_enabled(client_id: str, action: str) -> Response:
     """Disable a client (its credentials stop at once) or enable it again."""
     visible_client(client_id)
     body = read_body(request, Reason)
-    change = disable_client if action == "disable" else enable_client
-    client = change(request_session(), client_id, actor=principal().actor, reason=body.reason)
-    return committed(client_view(client))
+    session, actor = request_session(), principal().actor
+    if action == "disable":
+        client = disable_client(session, client_id, now=now(), actor=actor, reason=body.reason)
+    else:
+        client = enable_client(session, client_id, actor=actor, reason=body.reason)
+    return committed(client_view(client, now()))
 
 
 # --- tokens -----------------------------------------------------------------------------
@@ -312,23 +333,25 @@ def tokens_revoke() -> Response:
     chosen = [v for v in (body.jti, body.client_id, body.user) if v]
     if len(chosen) != 1:
         raise InvalidValue("give exactly one of jti, client_id, user")
-    session, actor = request_session(), principal().actor
+    session, actor, at = request_session(), principal().actor, now()
     if body.jti:
         # A jti names no tenant, so only a global admin may deny one.
         require_global("revoking a token by jti")
         max_ttl = current_keyswap().settings.max_token_ttl
         added = revoke_token_id(
-            session, body.jti, max_token_ttl=max_ttl, actor=actor, reason=body.reason
+            session, body.jti, max_token_ttl=max_ttl, now=at, actor=actor, reason=body.reason
         )
         return committed({"revoked": "token", "jti": body.jti, "already_revoked": not added})
     if body.client_id:
         visible_client(body.client_id)
-        client = revoke_client_tokens(session, body.client_id, actor=actor, reason=body.reason)
+        client = revoke_client_tokens(
+            session, body.client_id, now=at, actor=actor, reason=body.reason
+        )
         return committed(
             {"revoked": "client", "client_id": client.id, "before": client.tokens_revoked_before}
         )
     visible_user(str(body.user))
-    owner = revoke_user_tokens(session, str(body.user), actor=actor, reason=body.reason)
+    owner = revoke_user_tokens(session, str(body.user), now=at, actor=actor, reason=body.reason)
     return committed({"revoked": "user", "user": owner.name, "before": owner.tokens_revoked_before})
 
 

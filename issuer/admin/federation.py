@@ -15,7 +15,7 @@ from ..federation import add_trust, list_trusts, remove_trust, trust_view
 from ..lifecycle import ADMIN_SCOPE
 from ..models import FederationTrust
 from ..storage import NotFound
-from .api import bp, committed, principal, reply, require_global, visible_user
+from .api import bp, committed, now, principal, reply, require_global, visible_user
 from .bodies import FederationTrustCreate, read_body
 
 
@@ -69,5 +69,7 @@ def federation_trusts_delete(trust_id: str) -> Response:
     """Stop trusting; tokens issued through the trust turn inactive."""
     _visible_trust(trust_id)
     reason = request.args.get("reason")
-    trust = remove_trust(request_session(), trust_id, actor=principal().actor, reason=reason)
+    trust = remove_trust(
+        request_session(), trust_id, now=now(), actor=principal().actor, reason=reason
+    )
     return committed(trust_view(trust))

@@ -24,7 +24,7 @@ from ..models import LegacyKey
 from ..representations import key_view
 from ..rotation import revoke_key, rotate_now
 from ..storage import NotFound, list_signing_keys
-from .api import bp, committed, principal, reply, require_global
+from .api import bp, committed, now, principal, reply, require_global
 from .bodies import KeyRotation, Reason, Sunset, read_body
 
 
@@ -63,6 +63,7 @@ def legacy_keys_import() -> Response:
         parse_csv(io.StringIO(text, newline="")),
         create_missing_owners=request.args.get("create_missing_owners", "false") == "true",
         dry_run=dry_run,
+        now=now(),
         actor=principal().actor,
         source="admin-api",
     )
@@ -77,7 +78,9 @@ def legacy_keys_revoke(key_id: str) -> Response:
     """Refuse a legacy key from now on, with every token exchanged from it."""
     _visible_key(key_id)
     body = read_body(request, Reason)
-    key = revoke_legacy_key(request_session(), key_id, actor=principal().actor, reason=body.reason)
+    key = revoke_legacy_key(
+        request_session(), key_id, now=now(), actor=principal().actor, reason=body.reason
+    )
     return committed(
         {
             "key_id": key.id,

@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 from ..context import current_keyswap
 from ..lifecycle import bootstrap_admin
 from ..representations import client_view
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("admin", help="Set up access to the admin API.")
@@ -22,7 +22,11 @@ def admin_bootstrap() -> dict[str, Any]:
     keyswap = current_keyswap()
     with session() as s:
         created = bootstrap_admin(
-            s, keyswap.hasher, max_token_ttl=keyswap.settings.max_token_ttl, actor=actor()
+            s,
+            keyswap.hasher,
+            max_token_ttl=keyswap.settings.max_token_ttl,
+            now=now(),
+            actor=actor(),
         )
-        view = client_view(created.client)
+        view = client_view(created.client, now())
         return {"client_id": view.pop("client_id"), "client_secret": created.secret, **view}

@@ -24,7 +24,7 @@ from ..lifecycle import (
 from ..models import AuthMethod
 from ..representations import client_view
 from ..storage import list_clients
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("clients", help="Manage OAuth clients.")
@@ -94,12 +94,13 @@ def clients_create(
             any_tenant=any_tenant,
             secret_ttl=secret_ttl,
             allow_private_jwks_uri=keyswap.settings.outbound_allow_private,
+            now=now(),
             actor=actor(),
         )
         return {
             "client_id": created.client.id,
             "client_secret": created.secret,
-            **{k: v for k, v in client_view(created.client).items() if k != "client_id"},
+            **{k: v for k, v in client_view(created.client, now()).items() if k != "client_id"},
         }
 
 
@@ -161,8 +162,9 @@ def clients_keygen(key_file: Path, alg: str, jwks_file: Path | None) -> dict[str
 @json_option
 def clients_list() -> list[dict[str, Any]]:
     """List every client."""
+    at = now()
     with session() as s:
-        return [client_view(c) for c in list_clients(s)]
+        return [client_view(c, at) for c in list_clients(s)]
 
 
 @group.command("disable")
@@ -172,7 +174,8 @@ def clients_list() -> list[dict[str, Any]]:
 def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
     """Disable CLIENT_ID: its credentials are refused from now on."""
     with session() as s:
-        return client_view(disable_client(s, client_id, actor=actor(), reason=reason))
+        client = disable_client(s, client_id, now=now(), actor=actor(), reason=reason)
+        return client_view(client, now())
 
 
 @group.command("enable")
@@ -182,7 +185,7 @@ def clients_disable(client_id: str, reason: str | None) -> dict[str, Any]:
 def clients_enable(client_id: str, reason: str | None) -> dict[str, Any]:
     """Enable CLIENT_ID again: new tokens only; tokens from before stay revoked."""
     with session() as s:
-        return client_view(enable_client(s, client_id, actor=actor(), reason=reason))
+        return client_view(enable_client(s, client_id, actor=actor(), reason=reason), now())
 
 
 @group.command("rotate-secret")
@@ -201,6 +204,12 @@ def clients_rotate_secret(client_id: str, grace: int, secret_ttl: int | None) ->
     keyswap = current_keyswap()
     with session() as s:
         client, secret, old_until = rotate_secret(
-            s, keyswap.hasher, client_id, grace=grace, secret_ttl=secret_ttl, actor=actor()
+            s,
+            keyswap.hasher,
+            client_id,
+            grace=grace,
+            secret_ttl=secret_ttl,
+            now=now(),
+            actor=actor(),
         )
         return {"client_id": client.id, "client_secret": secret, "old_secrets_expire_at": old_until}

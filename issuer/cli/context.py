@@ -1,10 +1,11 @@
-"""What commands share: the acting user's name and a transaction on the app's database."""
+"""What commands share: the acting user, the app's clock and a transaction on its database."""
 
 from __future__ import annotations
 
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,11 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
+
+
+def now() -> datetime:
+    """Return the time by the app's clock: the one its servers stamp and judge tokens with."""
+    return current_keyswap().clock()
 
 
 @contextmanager

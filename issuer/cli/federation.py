@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from ..context import current_keyswap
 from ..federation import add_trust, list_trusts, remove_trust, trust_view
 from ..lifecycle import InvalidValue
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup(
@@ -90,4 +90,4 @@ def federation_list() -> list[dict[str, Any]]:
 def federation_remove(trust_id: str, reason: str | None) -> dict[str, Any]:
     """Stop trusting TRUST_ID; tokens issued through it turn inactive."""
     with session() as s:
-        return trust_view(remove_trust(s, trust_id, actor=actor(), reason=reason))
+        return trust_view(remove_trust(s, trust_id, now=now(), actor=actor(), reason=reason))

@@ -15,11 +15,11 @@ import click
 from flask.cli import AppGroup
 
 from ..context import current_keyswap
-from ..db import transaction, utcnow
+from ..db import transaction
 from ..legacy.importing import MIN_KEY_BITS, ImportReport, import_legacy_keys, parse_csv
 from ..legacy.keys import revoke_legacy_key, set_legacy_sunset
 from ..legacy.report import legacy_report
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option, render
 
 group = AppGroup(
@@ -74,6 +74,7 @@ def legacy_import(
             create_missing_owners=create_missing_owners,
             allow_weak_keys=allow_weak_keys,
             dry_run=dry_run,
+            now=now(),
             actor=actor(),
             source=path.name,
         )
@@ -117,7 +118,7 @@ def _notes(report: ImportReport) -> list[str]:
 def legacy_report_command(as_json: bool) -> None:
     """List every legacy key: owner, tenant, status, last use, uses, sunset, migrated."""
     with transaction(current_keyswap().sessions) as db_session:
-        result = legacy_report(db_session, utcnow())
+        result = legacy_report(db_session, now())
     if as_json:
         click.echo(render(result, True))
     else:
@@ -131,7 +132,7 @@ def legacy_report_command(as_json: bool) -> None:
 def legacy_revoke(key_id: str, reason: str | None) -> dict[str, Any]:
     """Refuse KEY_ID from now on and make every token exchanged from it inactive."""
     with session() as s:
-        key = revoke_legacy_key(s, key_id, actor=actor(), reason=reason)
+        key = revoke_legacy_key(s, key_id, now=now(), actor=actor(), reason=reason)
         return {
             "key_id": key.id,
             "owner": key.owner.name,

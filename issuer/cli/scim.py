@@ -14,7 +14,7 @@ from ..scim.credentials import (
     revoke_scim_credential,
     rotate_scim_credential,
 )
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("scim", help="SCIM provisioning from an identity provider.")
@@ -32,7 +32,7 @@ def scim_credentials_create(tenant: str, ttl: int | None) -> dict[str, Any]:
     """Create a SCIM credential for TENANT; its token is printed once and never again."""
     with session() as s:
         created = create_scim_credential(
-            s, current_keyswap().hasher, tenant=tenant, ttl=ttl, actor=actor()
+            s, current_keyswap().hasher, tenant=tenant, ttl=ttl, now=now(), actor=actor()
         )
         return {**credential_view(created.credential), "token": created.token}
 
@@ -45,7 +45,7 @@ def scim_credentials_rotate(credential_id: str, ttl: int | None) -> dict[str, An
     """Give CREDENTIAL_ID a new token (printed once); the old one stops at once."""
     with session() as s:
         rotated = rotate_scim_credential(
-            s, current_keyswap().hasher, credential_id, ttl=ttl, actor=actor()
+            s, current_keyswap().hasher, credential_id, ttl=ttl, now=now(), actor=actor()
         )
         return {**credential_view(rotated.credential), "token": rotated.token}
 
@@ -58,5 +58,5 @@ def scim_credentials_revoke(credential_id: str, reason: str | None) -> dict[str,
     """Refuse CREDENTIAL_ID from now on."""
     with session() as s:
         return credential_view(
-            revoke_scim_credential(s, credential_id, actor=actor(), reason=reason)
+            revoke_scim_credential(s, credential_id, now=now(), actor=actor(), reason=reason)
         )

@@ -141,6 +141,7 @@ def demo_command(host: str, port: int, workers: int, threads: int, as_json: bool
                 owner=DEMO_USER,
                 scope=DEMO_SCOPE,
                 max_token_ttl=settings.max_token_ttl,
+                now=keyswap.clock(),
                 actor="demo",
             )
             link = None

@@ -11,7 +11,7 @@ from ..lifecycle import add_tenant, set_tenant_status
 from ..models import TenantStatus
 from ..representations import tenant_view
 from ..storage import list_tenants
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("tenants", help="Manage tenants.")
@@ -34,7 +34,9 @@ def tenants_suspend(name: str, reason: str | None) -> dict[str, Any]:
     """Suspend tenant NAME: its users' credentials stop getting tokens."""
     with session() as s:
         return tenant_view(
-            set_tenant_status(s, name, TenantStatus.SUSPENDED, actor=actor(), reason=reason)
+            set_tenant_status(
+                s, name, TenantStatus.SUSPENDED, now=now(), actor=actor(), reason=reason
+            )
         )
 
 
@@ -46,7 +48,7 @@ def tenants_activate(name: str, reason: str | None) -> dict[str, Any]:
     """Reactivate tenant NAME."""
     with session() as s:
         return tenant_view(
-            set_tenant_status(s, name, TenantStatus.ACTIVE, actor=actor(), reason=reason)
+            set_tenant_status(s, name, TenantStatus.ACTIVE, now=now(), actor=actor(), reason=reason)
         )
 
 

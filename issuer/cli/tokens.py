@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from ..context import current_keyswap
 from ..lifecycle import InvalidValue, revoke_client_tokens, revoke_token_id, revoke_user_tokens
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("tokens", help="Revoke access tokens.")
@@ -30,20 +30,20 @@ def tokens_revoke(
     ]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --jti, --client, --user")
-    who = actor()
+    who, at = actor(), now()
     with session() as s:
         if jti:
             max_ttl = current_keyswap().settings.max_token_ttl
-            added = revoke_token_id(s, jti, max_token_ttl=max_ttl, actor=who, reason=reason)
+            added = revoke_token_id(s, jti, max_token_ttl=max_ttl, now=at, actor=who, reason=reason)
             return {"revoked": "token", "jti": jti, "already_revoked": not added}
         if client_id:
-            client = revoke_client_tokens(s, client_id, actor=who, reason=reason)
+            client = revoke_client_tokens(s, client_id, now=at, actor=who, reason=reason)
             return {
                 "revoked": "client",
                 "client_id": client.id,
                 "before": client.tokens_revoked_before,
             }
         if user:
-            owner = revoke_user_tokens(s, user, actor=who, reason=reason)
+            owner = revoke_user_tokens(s, user, now=at, actor=who, reason=reason)
             return {"revoked": "user", "user": owner.name, "before": owner.tokens_revoked_before}
     raise InvalidValue("nothing to revoke")  # pragma: no cover - the usage check above

@@ -11,7 +11,7 @@ from ..lifecycle import DEFAULT_TENANT, add_user, set_user_status
 from ..models import UserKind, UserStatus
 from ..representations import user_view
 from ..storage import list_users
-from .context import actor, session
+from .context import actor, now, session
 from .output import json_option
 
 group = AppGroup("users", help="Manage users and service accounts.")
@@ -45,7 +45,9 @@ def _status_command(verb: str, status: UserStatus, help_text: str) -> None:
     @json_option
     def command(name: str, reason: str | None) -> dict[str, Any]:
         with session() as s:
-            return user_view(set_user_status(s, name, status, actor=actor(), reason=reason))
+            return user_view(
+                set_user_status(s, name, status, now=now(), actor=actor(), reason=reason)
+            )
 
 
 _status_command("suspend", UserStatus.SUSPENDED, "Suspend user NAME: no new tokens.")

@@ -16,6 +16,7 @@ from keyswap.jwks import ALGORITHMS
 
 from ..admin.api import (
     USER_STATUSES,
+    now,
     principal,
     require_global,
     visible_client,
@@ -62,7 +63,9 @@ def tenant_action(name: str, action: str) -> ResponseReturnValue:
     visible_tenant(name)
     require_global(f"{action} a tenant")
     status = TenantStatus.SUSPENDED if action == "suspend" else TenantStatus.ACTIVE
-    set_tenant_status(request_session(), name, status, actor=principal().actor, reason=_reason())
+    set_tenant_status(
+        request_session(), name, status, now=now(), actor=principal().actor, reason=_reason()
+    )
     return _done(f"tenant {name}: {status.value}", "console.principals")
 
 
@@ -71,7 +74,9 @@ def user_action(name: str, action: str) -> ResponseReturnValue:
     """Suspend, deactivate or reactivate a user, with the CLI's cascade."""
     visible_user(name)
     status = USER_STATUSES[action]
-    set_user_status(request_session(), name, status, actor=principal().actor, reason=_reason())
+    set_user_status(
+        request_session(), name, status, now=now(), actor=principal().actor, reason=_reason()
+    )
     return _done(f"user {name}: {status.value}", "console.principals")
 
 
@@ -79,7 +84,9 @@ def user_action(name: str, action: str) -> ResponseReturnValue:
 def user_revoke_tokens(name: str) -> ResponseReturnValue:
     """Make every token issued so far to the user's credentials inactive."""
     visible_user(name)
-    revoke_user_tokens(request_session(), name, actor=principal().actor, reason=_reason())
+    revoke_user_tokens(
+        request_session(), name, now=now(), actor=principal().actor, reason=_reason()
+    )
     return _done(f"user {name}: tokens revoked", "console.principals")
 
 
@@ -87,8 +94,11 @@ def user_revoke_tokens(name: str) -> ResponseReturnValue:
 def client_action(client_id: str, action: str) -> ResponseReturnValue:
     """Disable a client (its credentials stop at once) or enable it again."""
     visible_client(client_id)
-    change = disable_client if action == "disable" else enable_client
-    change(request_session(), client_id, actor=principal().actor, reason=_reason())
+    session, actor, reason = request_session(), principal().actor, _reason()
+    if action == "disable":
+        disable_client(session, client_id, now=now(), actor=actor, reason=reason)
+    else:
+        enable_client(session, client_id, actor=actor, reason=reason)
     return _done(f"client {client_id}: {action}d", "console.principals")
 
 
@@ -96,7 +106,9 @@ def client_action(client_id: str, action: str) -> ResponseReturnValue:
 def client_revoke_tokens(client_id: str) -> ResponseReturnValue:
     """Make every token issued so far to the client inactive."""
     visible_client(client_id)
-    revoke_client_tokens(request_session(), client_id, actor=principal().actor, reason=_reason())
+    revoke_client_tokens(
+        request_session(), client_id, now=now(), actor=principal().actor, reason=_reason()
+    )
     return _done(f"client {client_id}: tokens revoked", "console.principals")
 
 
@@ -113,6 +125,7 @@ def client_rotate_secret(client_id: str) -> tuple[str, int]:
         current_keyswap().hasher,
         client_id,
         grace=int(raw_grace),
+        now=now(),
         actor=principal().actor,
         reason=reason,
     )

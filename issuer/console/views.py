@@ -270,12 +270,12 @@ def legacy() -> tuple[str, int]:
 @bp.get("/principals")
 def principals() -> tuple[str, int]:
     """Tenants, users and clients with their state, and the actions on each."""
-    db, tenant = request_session(), principal().tenant
+    db, tenant, now = request_session(), principal().tenant, _now()
     return _page(
         "principals.html",
         tenants=[tenant_view(t) for t in list_tenants(db, tenant)],
         users=[user_view(u) for u in list_users(db, tenant)],
-        clients=[client_view(c) for c in list_clients(db, tenant)],
+        clients=[client_view(c, now) for c in list_clients(db, tenant)],
     )
 
 

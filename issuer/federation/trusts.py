@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from keyswap.clients.outbound import check_outbound_url
 
 from .. import events
-from ..db import PreparedRead, Reader, utcnow
+from ..db import PreparedRead, Reader
 from ..lifecycle import InvalidValue
 from ..models import FederationTrust, Tenant, User, UserKind, UserStatus
 from ..rules import check_audiences, check_scopes
@@ -278,13 +278,12 @@ def list_trusts(session: Session) -> list[FederationTrust]:
 
 
 def remove_trust(
-    session: Session, trust_id: str, *, actor: str, reason: str | None = None
+    session: Session, trust_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> FederationTrust:
-    """Stop trusting: no new tokens, and every token issued through it turns inactive."""
+    """Stop trusting at ``now``: no new tokens, and every token issued through it turns inactive."""
     trust = session.get(FederationTrust, trust_id)
     if trust is None or trust.removed_at is not None:
         raise NotFound(f"no federation trust {trust_id!r}")
-    now = utcnow()
     trust.removed_at = now
     trust.tokens_revoked_before = now
     events.record(session, TRUST_REMOVED, f"federation:{trust_id}", actor=actor, reason=reason)

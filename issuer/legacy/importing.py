@@ -26,7 +26,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .. import events
-from ..db import utcnow
 from ..hashing import SecretHasher
 from ..lifecycle import DEFAULT_TENANT, InvalidValue, add_user
 from ..models import LegacyKey, User, UserKind
@@ -337,10 +336,13 @@ def import_legacy_keys(
     create_missing_owners: bool = False,
     allow_weak_keys: bool = False,
     dry_run: bool = False,
+    now: datetime,
     actor: str,
     source: str = "csv",
 ) -> ImportReport:
     """Import ``parsed`` into ``session``'s transaction and return the per-row report.
+
+    The keys are stamped as created at ``now`` (the app's clock).
 
     Orphaned rows (owner unknown) are skipped unless ``create_missing_owners``: then the
     owner is created as a service account in the row's tenant (or the default tenant).
@@ -357,7 +359,6 @@ def import_legacy_keys(
     owners = _existing_owners(session, (row.owner for row in parsed.rows))
     seen: dict[str, ImportRow] = {}
     created: set[str] = set()
-    now = utcnow()
     inserts: list[dict[str, Any]] = []
     for row in parsed.rows:
         key_hash = hashes[row.line]

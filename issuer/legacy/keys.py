@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import events
-from ..db import PreparedRead, Reader, utcnow
+from ..db import PreparedRead, Reader
 from ..hashing import SecretHasher
 from ..models import LegacyKey, Tenant, User
 from ..policy import OwnerStatus, Refusal, check_credential, check_issued_after, check_owner
@@ -183,14 +183,13 @@ def check_legacy_token(
 
 
 def revoke_legacy_key(
-    session: Session, key_id: str, *, actor: str, reason: str | None = None
+    session: Session, key_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> LegacyKey:
-    """Refuse ``key_id`` from now on and make every token exchanged from it inactive."""
+    """Refuse ``key_id`` from ``now`` on; the tokens exchanged from it until then turn inactive."""
     key = session.get(LegacyKey, key_id)
     if key is None:
         raise NotFound(f"no legacy key {key_id!r}")
     if key.revoked_at is None:
-        now = utcnow()
         key.revoked_at = now
         key.tokens_revoked_before = now
         revoke_blocks(session, now, client_id=CLIENT_ID_PREFIX + key_id)

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import events
-from ..db import utcnow
 from ..hashing import SecretHasher, new_secret
 from ..lifecycle import InvalidValue
 from ..models import ScimCredential
@@ -38,25 +37,31 @@ def _new_token() -> str:
     return TOKEN_PREFIX + new_secret()
 
 
-def _expiry(ttl: int | None) -> datetime | None:
+def _expiry(ttl: int | None, now: datetime) -> datetime | None:
     if ttl is None:
         return None
     if ttl < 1:
         raise InvalidValue("a SCIM credential's lifetime must be at least 1 second")
-    return utcnow() + timedelta(seconds=ttl)
+    return now + timedelta(seconds=ttl)
 
 
 def create_scim_credential(
-    session: Session, hasher: SecretHasher, *, tenant: str, ttl: int | None = None, actor: str
+    session: Session,
+    hasher: SecretHasher,
+    *,
+    tenant: str,
+    ttl: int | None = None,
+    now: datetime,
+    actor: str,
 ) -> NewScimCredential:
-    """Create a SCIM credential for ``tenant`` (which must exist)."""
+    """Create a SCIM credential for ``tenant`` (which must exist); a ``ttl`` counts from ``now``."""
     owner = get_tenant(session, tenant)
     token = _new_token()
     credential = ScimCredential(
         id=f"scim_{secrets.token_hex(8)}",
         tenant=owner,
         secret_hash=hasher.hash(token),
-        expires_at=_expiry(ttl),
+        expires_at=_expiry(ttl, now),
     )
     session.add(credential)
     session.flush()
@@ -84,16 +89,17 @@ def rotate_scim_credential(
     credential_id: str,
     *,
     ttl: int | None = None,
+    now: datetime,
     actor: str,
 ) -> NewScimCredential:
-    """Give a credential a new token; the old one stops at once."""
+    """Give a credential a new token at ``now``; the old one stops at once."""
     credential = _get(session, credential_id)
     if credential.revoked_at is not None:
         raise InvalidValue(f"SCIM credential {credential_id!r} is revoked; create a new one")
     token = _new_token()
     credential.secret_hash = hasher.hash(token)
-    credential.rotated_at = utcnow()
-    credential.expires_at = _expiry(ttl)
+    credential.rotated_at = now
+    credential.expires_at = _expiry(ttl, now)
     events.record(
         session, events.SCIM_CREDENTIAL_ROTATED, f"scim_credential:{credential_id}", actor=actor
     )
@@ -101,12 +107,12 @@ def rotate_scim_credential(
 
 
 def revoke_scim_credential(
-    session: Session, credential_id: str, *, actor: str, reason: str | None = None
+    session: Session, credential_id: str, *, now: datetime, actor: str, reason: str | None = None
 ) -> ScimCredential:
-    """Refuse a credential from now on."""
+    """Refuse a credential from ``now`` on."""
     credential = _get(session, credential_id)
     if credential.revoked_at is None:
-        credential.revoked_at = utcnow()
+        credential.revoked_at = now
         events.record(
             session,
             events.SCIM_CREDENTIAL_REVOKED,

@@ -10,6 +10,8 @@ tenant: another tenant's users, service accounts and tombstones do not exist her
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from scim2_models import (
@@ -29,7 +31,6 @@ from scim2_server.storage import ScimStorage, SearchPage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
 from ..lifecycle import InvalidValue, add_user, set_user_status
 from ..models import ScimProfile, Tenant, UserKind, UserStatus
 from ..models import User as KeyswapUser
@@ -40,12 +41,18 @@ _COLUMNS = {"username": KeyswapUser.name, "externalid": ScimProfile.external_id}
 
 
 class KeyswapStorage(ScimStorage):
-    """One tenant's users, read and changed in one request's session."""
+    """One tenant's users, read and changed in one request's session.
 
-    def __init__(self, session: Session, tenant: str, actor: str) -> None:
+    ``clock`` is the app's: it stamps profile and status changes, as it stamps tokens.
+    """
+
+    def __init__(
+        self, session: Session, tenant: str, actor: str, clock: Callable[[], datetime]
+    ) -> None:
         self.session = session
         self.tenant = tenant
         self.actor = actor
+        self.clock = clock
 
     # --- reading --------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ class KeyswapStorage(ScimStorage):
         profile = self.session.get(ScimProfile, user.id) or ScimProfile(user_id=user.id)
         profile.external_id = resource.external_id
         profile.display_name = resource.display_name
-        profile.updated_at = utcnow()
+        profile.updated_at = self.clock()
         self.session.add(profile)
         self.session.flush()
 
@@ -145,12 +152,15 @@ class KeyswapStorage(ScimStorage):
         if active is None:
             return
         if active and user.status is not UserStatus.ACTIVE:
-            set_user_status(self.session, user.name, UserStatus.ACTIVE, actor=self.actor)
+            set_user_status(
+                self.session, user.name, UserStatus.ACTIVE, now=self.clock(), actor=self.actor
+            )
         elif not active and user.status is UserStatus.ACTIVE:
             set_user_status(
                 self.session,
                 user.name,
                 UserStatus.DEACTIVATED,
+                now=self.clock(),
                 actor=self.actor,
                 reason="the identity provider set active to false (SCIM)",
             )
@@ -201,6 +211,7 @@ class KeyswapStorage(ScimStorage):
             self.session,
             user.name,
             UserStatus.DELETED,
+            now=self.clock(),
             actor=self.actor,
             reason="deleted by the identity provider (SCIM)",
         )

@@ -100,7 +100,7 @@ def _serve() -> Response:
         principal = Principal(actor="anonymous", tenant="")
         if request.path != f"{PREFIX}/ServiceProviderConfig":
             principal = scim_request.subject = authenticate_scim(keyswap)
-        storage = KeyswapStorage(session, str(principal.tenant), principal.actor)
+        storage = KeyswapStorage(session, str(principal.tenant), principal.actor, keyswap.clock)
         answer = ScimHandler(service, storage).handle(scim_request)
         session.commit()
     except SCIMException as exc:

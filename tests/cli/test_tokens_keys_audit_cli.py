@@ -8,7 +8,7 @@ import jwt
 import pytest
 import requests
 
-from ..conftest import Creds, LiveIssuer
+from ..conftest import Creds, LiveIssuer, MovingClock
 from .invoke import misused, ok, refused, run
 
 
@@ -65,6 +65,23 @@ def test_tokens_revoke_user_makes_their_tokens_inactive(live_issuer, runner, int
     result = ok(runner, "tokens", "revoke", "--user", "alice")
     assert (result["revoked"], result["user"]) == ("user", "alice")
     assert _introspect(live_issuer, introspector, token) is False
+
+
+@pytest.mark.parametrize("option", ["--client", "--user"])
+def test_tokens_revoke_cuts_off_at_the_app_clock(isolated_issuer, option):
+    clock = MovingClock()
+    issuer = isolated_issuer(clock)
+    clock.advance(3600)  # the app's clock is an hour ahead of the wall clock
+    introspector = issuer.create_client(user="orders-api", can_introspect=True)
+    creds = issuer.create_client(user="alice")
+    earlier = _token(issuer, creds)
+    name = creds.client_id if option == "--client" else creds.user
+    result = ok(issuer.app.test_cli_runner(), "tokens", "revoke", option, name)
+    assert datetime.fromisoformat(result["before"].replace("Z", "+00:00")) == clock.now
+    # Issued an hour after the wall clock's "now": a wall-clock cutoff would leave it active.
+    assert _introspect(issuer, introspector, earlier) is False
+    clock.advance(2)  # a later second than the cutoff
+    assert _introspect(issuer, introspector, _token(issuer, creds)) is True
 
 
 @pytest.mark.parametrize(

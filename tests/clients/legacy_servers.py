@@ -34,7 +34,11 @@ def import_key(
     text = f"api_key,owner,scopes,sunset_at\n{api_key},{owner},{scopes},{sunset_at}\n"
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(text)), actor="test"
+            session,
+            live_issuer.keyswap.hasher,
+            parse_csv(io.StringIO(text)),
+            now=live_issuer.keyswap.clock(),
+            actor="test",
         )
     key_id = report.results[0].key_id
     assert report.ok and key_id is not None

@@ -128,7 +128,11 @@ def legacy_key(live_issuer):
     csv_text = f"api_key,owner,scopes\n{api_key},billing-svc,orders:read orders:write\n"
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(csv_text)), actor="test"
+            session,
+            live_issuer.keyswap.hasher,
+            parse_csv(io.StringIO(csv_text)),
+            now=live_issuer.keyswap.clock(),
+            actor="test",
         )
     assert report.ok, report.as_dict()
     yield api_key, report.results[0].key_id, "billing-svc"

@@ -146,6 +146,29 @@ def test_deactivate_from_console_refuses_the_next_token_and_audits_the_reason(
     assert "user.deactivated" in audit.text
 
 
+def test_revoke_tokens_from_console_cuts_off_at_the_app_clock(console: Console) -> None:
+    console.clock.advance(3600)  # the app's clock is an hour ahead of the wall clock
+    rs = console.issuer.create_client(user="orders-api", can_introspect=True)
+    creds = console.issuer.create_client(user="alice")
+    earlier = console.issuer.token(creds).json()["access_token"]
+    http = console.sign_in()
+    answer = post_form(
+        http,
+        console.url + "/principals",
+        console.url + "/users/alice/revoke-tokens",
+        reason="laptop stolen",
+    )
+    assert answer.status_code == 303
+    # Issued an hour after the wall clock's "now": a wall-clock cutoff would leave it active.
+    introspected = requests.post(
+        f"{console.issuer.url}/oauth/introspect",
+        data={"token": earlier},
+        auth=(rs.client_id, str(rs.client_secret)),
+        timeout=10,
+    )
+    assert introspected.json() == {"active": False}
+
+
 def test_rotated_secret_is_shown_once_and_works(console: Console) -> None:
     creds = console.issuer.create_client(user="alice")
     http = console.sign_in()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 
 from keyswap.issuer.cli import cli
+from keyswap.issuer.errors import format_time
 
 from ..cli.invoke import ok
-from ..conftest import LiveIssuer
+from ..conftest import Creds, LiveIssuer, MovingClock
+
+#: How far the app's clock runs ahead of the wall clock in the one-clock tests below.
+HOUR = 3600
 
 
 class Admin:
@@ -285,3 +290,101 @@ def test_key_compromise_runbook_through_the_admin_api(isolated_issuer):
     assert admin.call("POST", "/signing-keys/nope/revoke").status_code == 404
     audit = admin.call("GET", "/audit", params={"action": "key.revoked"}).json()["events"]
     assert [e["subject"] for e in audit] == [f"key:{old['kid']}"]
+
+
+# --- one clock: what the admin API stamps is judged on the clock that stamps tokens ------
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _introspect(issuer: LiveIssuer, introspector: Creds, token: str) -> dict[str, Any]:
+    answer = requests.post(
+        f"{issuer.url}/oauth/introspect",
+        data={"token": token},
+        auth=(introspector.client_id, str(introspector.client_secret)),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _ahead_issuer(isolated_issuer) -> tuple[LiveIssuer, MovingClock]:
+    clock = MovingClock()
+    issuer = isolated_issuer(clock)
+    clock.advance(HOUR)  # the app's clock is an hour ahead of the wall clock from here on
+    return issuer, clock
+
+
+@pytest.mark.parametrize("target", ["user", "client_id"])
+def test_revoking_every_token_cuts_off_at_the_app_clock(isolated_issuer, target):
+    issuer, clock = _ahead_issuer(isolated_issuer)
+    admin, _ = _admin(issuer)
+    rs = issuer.create_client(user="orders-api", can_introspect=True)
+    creds = issuer.create_client(user="dana")
+    issued_before = issuer.token(creds).json()["access_token"]
+
+    name = creds.user if target == "user" else creds.client_id
+    revoked = admin.call("POST", "/tokens/revoke", {target: name, "reason": "laptop stolen"})
+    assert revoked.status_code == 200, revoked.text
+    assert _at(revoked.json()["before"]) == clock.now
+    # Issued an hour after the wall clock's "now": a wall-clock cutoff would leave it active.
+    assert _introspect(issuer, rs, issued_before) == {"active": False}
+
+    clock.advance(2)  # a later second than the cutoff
+    issued_after = issuer.token(creds).json()["access_token"]
+    assert _introspect(issuer, rs, issued_after)["active"] is True
+
+
+def test_a_secret_lifetime_set_through_the_admin_api_runs_on_the_app_clock(isolated_issuer):
+    issuer, clock = _ahead_issuer(isolated_issuer)
+    admin, _ = _admin(issuer)
+    assert admin.call("POST", "/users", {"name": "dana", "tenant": "acme"}).status_code == 201
+    made = admin.call(
+        "POST", "/clients", {"owner": "dana", "scope": "orders:read", "secret_ttl": 60}
+    )
+    assert made.status_code == 201, made.text
+    expires_at = _at(made.json()["secrets_expire_at"])
+    assert expires_at == clock.now + timedelta(seconds=60)
+    assert made.json()["expiring_soon"] is True
+    creds = Creds(made.json()["client_id"], made.json()["client_secret"], "dana", "acme")
+    # A wall-clock expiry would have passed an hour ago, by the clock client auth reads.
+    assert issuer.token(creds).status_code == 200
+
+    clock.advance(61)
+    refused = issuer.token(creds)
+    assert refused.status_code == 401
+    assert refused.json() == {
+        "error": "invalid_client",
+        "error_description": f"the client secret expired at {format_time(expires_at)}",
+    }
+
+
+def test_a_rotation_grace_set_through_the_admin_api_runs_on_the_app_clock(isolated_issuer):
+    issuer, clock = _ahead_issuer(isolated_issuer)
+    admin, _ = _admin(issuer)
+    creds = issuer.create_client(user="dana")
+    rotated = admin.call("POST", f"/clients/{creds.client_id}/rotate-secret", {"grace": 30})
+    assert rotated.status_code == 200, rotated.text
+    old_until = _at(rotated.json()["old_secrets_expire_at"])
+    assert old_until == clock.now + timedelta(seconds=30)
+    assert issuer.token(creds).status_code == 200  # still in the grace, by the app's clock
+
+    clock.advance(31)
+    refused = issuer.token(creds)
+    assert refused.status_code == 401
+    assert refused.json()["error_description"] == (
+        f"the client secret expired at {format_time(old_until)}"
+    )
+    fresh = Creds(creds.client_id, rotated.json()["client_secret"], creds.user, creds.tenant)
+    assert issuer.token(fresh).status_code == 200
+
+
+def test_status_changes_through_the_admin_api_are_stamped_on_the_app_clock(isolated_issuer):
+    issuer, clock = _ahead_issuer(isolated_issuer)
+    admin, _ = _admin(issuer)
+    issuer.create_client(user="dana", tenant="acme")
+    suspended = admin.call("POST", "/users/dana/suspend", {"reason": "audit"}).json()
+    assert _at(suspended["changed_at"]) == clock.now
+    assert _at(admin.call("POST", "/tenants/acme/suspend").json()["changed_at"]) == clock.now

@@ -53,6 +53,7 @@ def _register(issuer, uri):
             auth_method=AuthMethod.PRIVATE_KEY_JWT,
             jwks_uri=uri,
             allow_private_jwks_uri=True,  # as if registered before the guard, or allowed then
+            now=issuer.keyswap.clock(),
             actor="test",
         )
         return created.client.id

@@ -53,7 +53,7 @@ def test_scopes_supported_follows_the_registered_clients(issuer_and_clock):
     issuer.create_client(scope="orders:read orders:write")
     disabled = issuer.create_client(scope="payroll:admin")
     with transaction(issuer.keyswap.sessions) as session:
-        disable_client(session, disabled.client_id, actor="test")
+        disable_client(session, disabled.client_id, now=issuer.keyswap.clock(), actor="test")
     # Served from the process's copy until it is SCOPES_TTL old: no read per request.
     clock.now += SCOPES_TTL - 1
     assert "scopes_supported" not in _metadata(issuer)

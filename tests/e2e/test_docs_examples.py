@@ -123,7 +123,11 @@ def test_migration_guide_exchange_example_gets_a_narrowed_token(live_issuer, she
     table += "https://orders.example\n"
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(table)), actor="test"
+            session,
+            live_issuer.keyswap.hasher,
+            parse_csv(io.StringIO(table)),
+            now=live_issuer.keyswap.clock(),
+            actor="test",
         )
     assert report.ok
     block = block_with(ROOT / "docs" / "migration-guide.md", "--data-urlencode subject_token")

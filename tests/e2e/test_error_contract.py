@@ -111,7 +111,9 @@ def test_revoked_secret_says_when(live_issuer):
 def test_disabled_client_is_refused(live_issuer):
     creds = live_issuer.create_client()
     with transaction(live_issuer.keyswap.sessions) as session:
-        client = disable_client(session, creds.client_id, actor="test")
+        client = disable_client(
+            session, creds.client_id, now=live_issuer.keyswap.clock(), actor="test"
+        )
         disabled_at = client.disabled_at
     assert disabled_at is not None
     response = live_issuer.token(creds)

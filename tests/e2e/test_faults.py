@@ -142,7 +142,13 @@ def test_crash_during_rotation_leaves_exactly_one_signer(databases, kek, tmp_pat
     schedule = keyswap.settings.rotation_schedule
     with transaction(keyswap.sessions) as session:
         rotate_now(
-            session, keyswap.sealer, alg="ES256", schedule=schedule, immediate=True, actor="t"
+            session,
+            keyswap.sealer,
+            alg="ES256",
+            schedule=schedule,
+            immediate=True,
+            actor="t",
+            now=keyswap.clock(),
         )
     keyswap.dispose()
     crashed = subprocess.run(

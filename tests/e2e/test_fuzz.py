@@ -93,7 +93,11 @@ def api_key(live_issuer: LiveIssuer, introspector: Creds) -> Iterator[str]:
     table = f"api_key,owner,scopes,sunset_at\n{key},{introspector.user},orders:read,{sunset}\n"
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(table)), actor="test"
+            session,
+            live_issuer.keyswap.hasher,
+            parse_csv(io.StringIO(table)),
+            now=live_issuer.keyswap.clock(),
+            actor="test",
         )
     assert report.ok, report.as_dict()
     yield key

@@ -70,7 +70,7 @@ def test_reactivation_does_not_revive_earlier_tokens(isolated_issuer):
     live_issuer.set_user_status(creds.user, "active")
     assert _introspect(live_issuer, rs, old).json() == {"active": False}
     # A token issued after reactivation is live (issued in a later second than the cutoff).
-    clock.ahead_of_now(2)
+    clock.advance(2)
     new = _token(live_issuer, creds)
     assert _introspect(live_issuer, rs, new).json()["active"] is True
 
@@ -86,7 +86,7 @@ def test_tenant_suspension_and_client_disable_turn_tokens_inactive(live_issuer):
     assert _introspect(live_issuer, rs, acme_token).json() == {"active": False}
     assert _introspect(live_issuer, rs, other_token).json()["active"] is True
     with transaction(live_issuer.keyswap.sessions) as session:
-        disable_client(session, other.client_id, actor="test")
+        disable_client(session, other.client_id, now=live_issuer.keyswap.clock(), actor="test")
     assert _introspect(live_issuer, rs, other_token).json() == {"active": False}
 
 

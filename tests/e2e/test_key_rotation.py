@@ -183,7 +183,7 @@ ROTATOR = textwrap.dedent(
             with transaction(ks.sessions) as session:
                 rotate_now(
                     session, ks.sealer, alg="ES256", schedule=settings.rotation_schedule,
-                    immediate=True, actor="race",
+                    immediate=True, actor="race", now=ks.clock(),
                 )
             published += 1
         except Exception:

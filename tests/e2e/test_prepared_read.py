@@ -61,7 +61,11 @@ def test_legacy_key_lookups_agree_between_prepared_and_session_reads(live_issuer
     )
     with transaction(live_issuer.keyswap.sessions) as session:
         report = import_legacy_keys(
-            session, live_issuer.keyswap.hasher, parse_csv(io.StringIO(text)), actor="test"
+            session,
+            live_issuer.keyswap.hasher,
+            parse_csv(io.StringIO(text)),
+            now=live_issuer.keyswap.clock(),
+            actor="test",
         )
     key_id = report.results[0].key_id
     assert key_id is not None

@@ -104,6 +104,7 @@ def test_a_forged_assertion_is_logged_as_attempted_never_as_the_victim(live_issu
             max_token_ttl=keyswap.settings.max_token_ttl,
             auth_method=AuthMethod.PRIVATE_KEY_JWT,
             jwks={"keys": [victim_key.as_dict(private=False)]},
+            now=keyswap.clock(),
             actor="test",
         ).client
     attacker_key = ECKey.generate_key("P-256", private=True)

@@ -154,6 +154,7 @@ def test_what_one_instance_changes_the_other_sees_at_once(two_servers):
             schedule=keyswap.settings.rotation_schedule,
             immediate=True,
             actor="test",
+            now=keyswap.clock(),
         ).kid
     deadline = time.monotonic() + 20
     kids: set[str] = set()

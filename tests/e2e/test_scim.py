@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -21,7 +22,7 @@ from keyswap.issuer.models import UserStatus
 from keyswap.issuer.storage import get_user
 
 from ..cli.invoke import ok
-from ..conftest import LiveIssuer
+from ..conftest import LiveIssuer, MovingClock
 
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -204,6 +205,48 @@ def test_scim_credentials_rotate_and_revoke(live_issuer):
         "scim_credential.rotated",
         "scim_credential.created",
     ]
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_a_scim_deactivation_is_stamped_on_the_app_clock(isolated_issuer):
+    clock = MovingClock()
+    issuer = isolated_issuer(clock)
+    token = scim_credential(issuer, "acme")
+    clock.advance(3600)  # the app's clock is an hour ahead of the wall clock
+    made = raw(
+        issuer, token, "POST", "/Users", {"schemas": [str(User.__schema__)], "userName": "ann"}
+    )
+    assert made.status_code == 201, made.text
+    patch = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
+    assert raw(issuer, token, "PATCH", f"/Users/{made.json()['id']}", patch).status_code in (
+        200,
+        204,
+    )
+
+    shown = raw(issuer, token, "GET", f"/Users/{made.json()['id']}").json()
+    assert shown["active"] is False
+    assert _at(shown["meta"]["lastModified"]) == clock.now
+    runner = issuer.app.test_cli_runner()
+    (ann,) = [u for u in ok(runner, "users", "list") if u["name"] == "ann"]
+    assert ann["status"] == "deactivated"
+    assert _at(ann["changed_at"]) == clock.now
+
+
+def test_a_scim_credential_lifetime_runs_on_the_app_clock(isolated_issuer):
+    clock = MovingClock()
+    issuer = isolated_issuer(clock)
+    clock.advance(3600)  # the app's clock is an hour ahead of the wall clock
+    runner = issuer.app.test_cli_runner()
+    ok(runner, "tenants", "create", "acme")
+    created = ok(runner, "scim", "credentials", "create", "--tenant", "acme", "--ttl", "60")
+    assert _at(created["expires_at"]) == clock.now + timedelta(seconds=60)
+    # A wall-clock expiry would have passed an hour ago, by the clock SCIM checks it with.
+    assert raw(issuer, created["token"], "GET", "/Users").status_code == 200
+    clock.advance(61)
+    assert raw(issuer, created["token"], "GET", "/Users").status_code == 401
 
 
 @pytest.mark.parametrize(

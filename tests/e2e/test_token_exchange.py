@@ -54,6 +54,7 @@ def _import(live_issuer, header, *rows, **options):
             session,
             live_issuer.keyswap.hasher,
             parse_csv(io.StringIO(csv_text)),
+            now=live_issuer.keyswap.clock(),
             actor="test",
             **options,
         )
@@ -185,7 +186,9 @@ def test_expired_key_says_when(live_issuer):
 def test_revoked_key_says_when(live_issuer):
     api_key, key_id = _key(live_issuer)
     with transaction(live_issuer.keyswap.sessions) as session:
-        revoked_at = revoke_legacy_key(session, key_id, actor="test").revoked_at
+        revoked_at = revoke_legacy_key(
+            session, key_id, now=live_issuer.keyswap.clock(), actor="test"
+        ).revoked_at
     assert revoked_at is not None
     _assert_refused(
         _exchange(live_issuer, api_key), f"the API key was revoked at {format_time(revoked_at)}"
@@ -260,7 +263,9 @@ def test_key_state_is_checked_before_owner_and_owner_before_scope(live_issuer):
         "the user associated with this key is suspended",
     )
     with transaction(live_issuer.keyswap.sessions) as session:
-        at = revoke_legacy_key(session, key_id, actor="test").revoked_at
+        at = revoke_legacy_key(
+            session, key_id, now=live_issuer.keyswap.clock(), actor="test"
+        ).revoked_at
     assert at is not None
     _assert_refused(
         _exchange(live_issuer, api_key), f"the API key was revoked at {format_time(at)}"
@@ -308,7 +313,7 @@ def test_revoked_key_makes_its_tokens_inactive(live_issuer):
     assert answer["active"] is True
     assert answer["client_id"] == f"legacy:{key_id}"
     with transaction(live_issuer.keyswap.sessions) as session:
-        revoke_legacy_key(session, key_id, actor="test")
+        revoke_legacy_key(session, key_id, now=live_issuer.keyswap.clock(), actor="test")
     assert _introspect(live_issuer, rs, token) == {"active": False}
 
 

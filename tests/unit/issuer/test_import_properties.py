@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyswap.issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
+from keyswap.issuer.db import (
+    make_engine,
+    make_session_factory,
+    transaction,
+    upgrade_schema,
+    utcnow,
+)
 from keyswap.issuer.hashing import SecretHasher
 from keyswap.issuer.legacy.importing import COLUMNS, ImportReport, import_legacy_keys, parse_csv
 from keyswap.issuer.legacy.keys import hash_api_key
@@ -71,6 +77,7 @@ def _import(factory: sessionmaker[Session], text: str) -> tuple[ImportReport, in
             HASHER,
             parse_csv(io.StringIO(text, newline="")),
             allow_weak_keys=True,  # the generated keys are short; weakness is tested elsewhere
+            now=utcnow(),
             actor="test",
         )
         stored = session.scalar(select(func.count()).select_from(LegacyKey)) or 0
@@ -211,6 +218,7 @@ def test_well_formed_file_imports_exactly_its_rows(sessions, table):
             HASHER,
             parse_csv(io.StringIO(table.text, newline="")),
             allow_weak_keys=True,
+            now=utcnow(),
             actor="test",
         )
         stored = set(session.scalars(select(LegacyKey.key_hash)))

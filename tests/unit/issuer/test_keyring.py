@@ -8,7 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from keyswap.issuer.db import make_engine, make_session_factory, transaction, upgrade_schema
+from keyswap.issuer.db import (
+    make_engine,
+    make_session_factory,
+    transaction,
+    upgrade_schema,
+    utcnow,
+)
 from keyswap.issuer.keyring import KeyRing, NoSigningKey, ensure_signing_key
 from keyswap.issuer.maintenance import Maintenance
 from keyswap.jwks import Schedule, Sealer
@@ -44,7 +50,7 @@ def store(tmp_path):
     upgrade_schema(engine)
     real = make_session_factory(engine)
     with transaction(real) as session:
-        kid = ensure_signing_key(session, Sealer(KEK)).kid
+        kid = ensure_signing_key(session, Sealer(KEK), now=utcnow()).kid
     yield Sessions(real), kid
     engine.dispose()
 
