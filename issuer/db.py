@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -209,8 +209,17 @@ class SessionReader(Reader):
         return [tuple(row) for row in self.session.execute(read.statement, parameters)]
 
 
+#: Where a pooled connection keeps its cursor for live reads.
+_CURSOR = "keyswap.live_read_cursor"
+
+
 class _ConnectionReader(Reader):
-    """Reads on one pooled autocommit connection, straight through its driver cursor."""
+    """Reads on one pooled autocommit connection, straight through its driver cursor.
+
+    Each pooled connection keeps one driver cursor for these reads (in the pool's ``info``
+    for it, dropped with the connection): psycopg builds a cursor's result loaders afresh,
+    which measured about 15 us of a 21-column read against a reused cursor.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -220,16 +229,20 @@ class _ConnectionReader(Reader):
         connection = self._connection
         dialect = connection.dialect
         plan = read.plan(dialect)
-        cursor = connection.connection.cursor()
+        pooled = connection.connection
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None:
+            cursor = pooled.info[_CURSOR] = pooled.cursor()
         try:
             cursor.execute(plan.sql, plan.bind(parameters))
             raw = cursor.fetchall()
         except dialect.loaded_dbapi.Error:
+            del pooled.info[_CURSOR]
+            with suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
             # Run it the usual way: SQLAlchemy then wraps the error, and notices a lost
             # connection, exactly as for any other statement (or it succeeds this time).
             return [tuple(row) for row in connection.execute(read.statement, parameters)]
-        finally:
-            cursor.close()
         return plan.convert(raw)
 
 

@@ -44,6 +44,18 @@ def test_postgres_outage_mid_load_is_503_then_service_resumes_by_itself(proxied_
     assert after.status_code == 200
 
 
+def test_connections_lost_between_requests_are_replaced_without_failing_one(proxied_issuer):
+    # A database restart between requests: every pooled connection (and the cursor each
+    # keeps for live reads) is dead. The next read notices, the pool is replaced and the
+    # read is run once more, so no request fails for it.
+    issuer, proxy = proxied_issuer
+    creds = issuer.create_client()
+    assert [issuer.token(creds).status_code for _ in range(5)] == [200] * 5
+    proxy.cut()
+    proxy.resume()
+    assert issuer.token(creds).status_code == 200
+
+
 @pytest.fixture
 def apps():
     """Build apps whose engines are disposed after the test."""
