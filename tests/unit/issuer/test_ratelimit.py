@@ -54,3 +54,38 @@ def test_a_malformed_assertion_claims_nothing_and_never_raises(assertion):
 
 def test_a_long_claimed_id_is_cut_for_logs():
     assert _claimed(data={"client_id": "x" * 5000}) == "x" * 200
+
+
+def test_the_memory_storage_sweeps_expired_counters_without_a_timer_per_write(monkeypatch):
+    import threading
+
+    from keyswap.issuer.ratelimit import SweptMemoryStorage
+
+    storage = SweptMemoryStorage()
+    storage.timer.join()  # MemoryStorage's own first timer has run: a write would start another
+    started = []
+    monkeypatch.setattr(threading, "Timer", lambda *a, **k: started.append(a))
+    for n in range(50):
+        storage.incr(f"live-{n}", expiry=3600)
+    storage.incr("spent", expiry=0)  # expired as soon as it is written
+    assert started == []  # MemoryStorage would have started a sweeping timer here
+    storage.sweep()
+    assert storage.get("live-0") == 1
+    assert "spent" not in storage.storage and "spent" not in storage.expirations
+
+
+def test_the_sweeping_thread_ends_with_its_storage(monkeypatch):
+    import gc
+    import threading
+
+    from keyswap.issuer.ratelimit import SweptMemoryStorage
+
+    monkeypatch.setattr(SweptMemoryStorage, "SWEEP_SECONDS", 0.01)
+    before = set(threading.enumerate())
+    storage = SweptMemoryStorage()
+    (sweeper,) = [t for t in threading.enumerate() if t not in before and t.name.endswith("sweep")]
+    storage.timer.join()  # its first MemoryStorage timer holds the storage until it has run
+    del storage
+    gc.collect()
+    sweeper.join(timeout=5)
+    assert not sweeper.is_alive()
