@@ -40,6 +40,8 @@ SCIM_CREDENTIAL_ROTATED = "scim_credential.rotated"
 SCIM_CREDENTIAL_REVOKED = "scim_credential.revoked"
 
 issuance_log = logging.getLogger("keyswap.issuance")
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_LINE = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 def user_status_event(status: str) -> str:
@@ -66,4 +68,4 @@ def log_issuance(event: str, /, **fields: Any) -> None:
     """Write one JSON line for an issuance or a refusal."""
     if issuance_log.isEnabledFor(logging.INFO):
         line = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
-        issuance_log.info(json.dumps(line, separators=(",", ":"), sort_keys=True))
+        issuance_log.info(_LINE.encode(line))
