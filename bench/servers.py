@@ -317,3 +317,79 @@ class OidcAnchor:
     def pid(self) -> int:
         """Return the node process id (for its CPU per request)."""
         return int(self.env["OIDC_PID"])
+
+
+class FloorServer:
+    """The framework floor (``bench/floor_app.py``) under granian, with keyswap's workers.
+
+    Flask and Authlib's client-credentials grant with one in-memory client and nothing of
+    keyswap's work: what a token costs in the framework keyswap is built on.
+    """
+
+    def __init__(self, workers: int, threads: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client_id = "floor-client"
+        self.client_secret = secrets.token_urlsafe(24)
+        self._workers = workers
+        self._threads = threads
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """Return granian's main process id (its workers are counted with it)."""
+        if self._process is None:
+            raise RuntimeError("floor not started")
+        return self._process.pid
+
+    def __enter__(self) -> FloorServer:
+        env = dict(
+            os.environ,
+            FLOOR_CLIENT_ID=self.client_id,
+            FLOOR_CLIENT_SECRET=self.client_secret,
+            FLOOR_ISSUER=self.url,
+            AUTHLIB_INSECURE_TRANSPORT="1",  # plain HTTP on 127.0.0.1, as keyswap's bench
+            PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+        )
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-ws"]
+        command += ["--workers", str(self._workers), "--blocking-threads", str(self._threads)]
+        command += ["--log-level", "warning", "--no-access-log", "bench.floor_app:app"]
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError("the floor server exited")
+            if _answers(self.url + "/oauth/token"):
+                return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("the floor server did not start within 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _answers(url: str) -> bool:
+    # A GET on the token endpoint: any HTTP answer (405) means it is serving.
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False

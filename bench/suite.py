@@ -43,8 +43,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import load
-from .report import ENDPOINTS, REFERENCE, machine_info, render, save, summarise, verdict
-from .servers import TOKEN_SCOPE, Database, KeyswapServer, OidcAnchor, Principals
+from .report import (
+    ENDPOINTS,
+    FLOOR,
+    REFERENCE,
+    machine_info,
+    render,
+    save,
+    summarise,
+    verdict,
+)
+from .servers import TOKEN_SCOPE, Database, FloorServer, KeyswapServer, OidcAnchor, Principals
 
 # A realistic RFC 9068 signing input: base64url header "." base64url claims, about 450 bytes.
 _PAYLOAD = (
@@ -135,18 +144,32 @@ def anchor_target(anchor: OidcAnchor) -> Target:
     )
 
 
-def order_targets(keyswap: list[Target], reference: Target | None) -> list[Target]:
-    """Put the reference right after keyswap's PostgreSQL (else last) token step.
+def floor_target(floor: FloorServer) -> Target:
+    """Return the framework floor's client-credentials target."""
+    return Target(
+        FLOOR,
+        "memory",
+        "token",
+        lambda: load.token_request(
+            f"{floor.url}/oauth/token", floor.client_id, floor.client_secret, TOKEN_SCOPE
+        ),
+        floor.pid,
+    )
+
+
+def order_targets(keyswap: list[Target], *others: Target | None) -> list[Target]:
+    """Put the reference and the floor right after keyswap's PostgreSQL (else last) token step.
 
     Back-to-back steps see the same machine speed; reversing the list each round keeps
     them neighbours.
     """
-    if reference is None:
+    extra = [target for target in others if target is not None]
+    if not extra:
         return keyswap
     tokens = [i for i, t in enumerate(keyswap) if t.endpoint == "token"]
     pg = [i for i in tokens if keyswap[i].database == "postgres"]
     at = (pg or tokens or [len(keyswap) - 1])[-1] + 1
-    return [*keyswap[:at], reference, *keyswap[at:]]
+    return [*keyswap[:at], *extra, *keyswap[at:]]
 
 
 def run_rounds(
@@ -232,6 +255,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between steps")
     parser.add_argument("--no-anchor", action="store_true", help="skip the node-oidc-provider")
     parser.add_argument(
+        "--no-floor", action="store_true", help="skip the Flask + Authlib floor (token only)"
+    )
+    parser.add_argument(
         "--anchors",
         help=f"anchors directory (default ${load.ANCHORS_ENV} or {load.DEFAULT_ANCHORS})",
     )
@@ -286,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             anchor = stack.enter_context(OidcAnchor(anchors))
             reference = anchor_target(anchor)
             _progress(f"{REFERENCE} at {anchor.env['OIDC_TOKEN_URL']} (pid {anchor.pid})")
-        runs = run_rounds(harness, order_targets(targets, reference), args)
+        floor = None
+        if not args.no_floor and "token" in args.endpoints:
+            workers = args.workers or _default_workers()
+            floor = floor_target(stack.enter_context(FloorServer(workers, args.threads)))
+            _progress(f"{FLOOR} floor at {floor.build().url}")
+        runs = run_rounds(harness, order_targets(targets, reference, floor), args)
     es_end = es256_signatures_per_second(es256_seconds)
     es256 = (es_start + es_end) / 2
     meta["es256"] = {"per_second": es256, "start": es_start, "end": es_end}
