@@ -258,7 +258,7 @@ class LiveReads:
     35 us of CPU less per read on PostgreSQL: SQLAlchemy sets and resets the isolation
     level on every checkout of a switched connection. A read runs on the pooled driver
     connection (``raw_connection``), not a ``Connection``, whose set-up and events measured
-    about 30 us more per token; any driver error sends the read the usual way.
+    15-25 us more per token; any driver error sends the read the usual way.
     """
 
     def __init__(self, url: str) -> None:
