@@ -6,6 +6,12 @@ metrics, no status list entry, no owner or tenant check. This is what a token fr
 Authlib costs before any of keyswap's work is done. ``python -m bench`` serves it with granian,
 with the same workers and threads as keyswap, and drives it with the same load.
 
+With ``FLOOR_DATABASE_URL`` and ``FLOOR_LIVE_CLIENT_ID`` set, it also makes the one live read
+that a status check cannot do without: per token, one round trip to PostgreSQL for a keyswap
+client's enabled flag and its owner's and tenant's status (a prepared three-table join, on a
+psycopg connection kept per thread), refusing unless all three say yes. That row is the floor
+for a token whose issuer reads status live, as keyswap does.
+
     python -m granian --interface wsgi --workers 2 --blocking-threads 1 bench.floor_app:app
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -54,6 +61,31 @@ class Client(ClientMixin):  # type: ignore[misc]
 
 
 CLIENTS = {CLIENT_ID: Client(CLIENT_ID, CLIENT_SECRET)}
+DATABASE_URL = os.environ.get("FLOOR_DATABASE_URL", "")
+LIVE_CLIENT_ID = os.environ.get("FLOOR_LIVE_CLIENT_ID", "")
+LIVE_READ = (
+    "SELECT clients.enabled, users.status, tenants.status FROM clients"
+    " JOIN users ON users.id = clients.owner_id JOIN tenants ON tenants.id = users.tenant_id"
+    " WHERE clients.id = %s"
+)
+_connections = threading.local()
+
+
+def live_client(client_id: str) -> Client | None:
+    """Return the client if the live read says it, its owner and its tenant are active."""
+    client = CLIENTS.get(client_id)
+    if client is None:
+        return None
+    cursor = getattr(_connections, "cursor", None)
+    if cursor is None:
+        import psycopg  # only this variant needs PostgreSQL
+
+        # Made in the worker's request thread (granian forks before the first request).
+        cursor = _connections.cursor = psycopg.connect(DATABASE_URL, autocommit=True).cursor()
+    cursor.execute(LIVE_READ, (LIVE_CLIENT_ID,), prepare=True)
+    return client if cursor.fetchone() == (True, "active", "active") else None
+
+
 KEY = ec.generate_private_key(ec.SECP256R1())
 HEADERS = {"typ": "at+jwt", "kid": "floor-1"}
 
@@ -86,9 +118,8 @@ def generate_token(
 def create_app() -> Flask:
     """Build the floor: one route, Authlib's server, the grant, the generator."""
     app = Flask(__name__)
-    server = AuthorizationServer(
-        app, query_client=CLIENTS.get, save_token=lambda token, request: None
-    )
+    query_client = live_client if DATABASE_URL else CLIENTS.get
+    server = AuthorizationServer(app, query_client=query_client, save_token=lambda t, r: None)
     server.register_grant(grants.ClientCredentialsGrant)
     server.register_token_generator("default", generate_token)
 

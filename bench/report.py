@@ -19,6 +19,8 @@ ENDPOINTS = ("token", "exchange", "introspect", "jwks")
 REFERENCE = "oidc-provider"
 #: Flask and Authlib's client-credentials grant alone (``bench/floor_app.py``).
 FLOOR = "flask+authlib"
+#: The same, plus one live status read per token on PostgreSQL (``FLOOR_DATABASE_URL``).
+FLOOR_READ = "flask+authlib+read"
 #: The goals for keyswap's token endpoint at c=32 on PostgreSQL (issue 12).
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 30.0
@@ -55,7 +57,7 @@ def summarise(runs: list[dict[str, Any]], es256: float) -> list[dict[str, Any]]:
         key=lambda r: (
             ENDPOINTS.index(r["endpoint"]),
             r["c"],
-            (r["server"] == REFERENCE, r["server"] == FLOOR),
+            (r["server"] == REFERENCE, r["server"] == FLOOR, r["server"] == FLOOR_READ),
             r["database"] != "sqlite",
         )
     )
@@ -78,6 +80,7 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     mine, reference = find("keyswap", "postgres"), find(REFERENCE, "memory")
     floor = find(FLOOR, "memory")
+    floor_read = find(FLOOR_READ, "postgres")
     if mine is None:
         return None
     result: dict[str, Any] = {
@@ -94,6 +97,10 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         result["floor_cpu_us_per_token"] = floor["cpu_us_per_req"]
         if reference is not None:
             result["floor_ratio"] = floor["rps"] / reference["rps"]
+    if floor_read is not None and "cpu_us_per_req" in floor_read:
+        result["floor_read_cpu_us_per_token"] = floor_read["cpu_us_per_req"]
+        if reference is not None:
+            result["floor_read_ratio"] = floor_read["rps"] / reference["rps"]
     return result
 
 
@@ -112,13 +119,13 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], judged: dict[str, A
         f"load average {meta['loadavg_start'][0]:.2f} -> {meta['loadavg_end'][0]:.2f}",
     ]
     header = (
-        f"{'server':<14}{'db':<9}{'endpoint':<11}{'c':>3}{'req/s':>9}{'p50 ms':>8}"
+        f"{'server':<20}{'db':<9}{'endpoint':<11}{'c':>3}{'req/s':>9}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'errors':>7}{'cpu us/req':>11}{'db us/req':>10}{'of ES256':>9}"
     )
     lines += [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['server']:<14}{row['database']:<9}{row['endpoint']:<11}{row['c']:>3}"
+            f"{row['server']:<20}{row['database']:<9}{row['endpoint']:<11}{row['c']:>3}"
             f"{row['rps']:>9,.0f}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}{row['errors']:>7}"
             f"{_cell(row, 'cpu_us_per_req', ',.0f'):>11}"
             f"{_cell(row, 'db_cpu_us_per_req', ',.0f'):>10}"
@@ -155,6 +162,14 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], judged: dict[str, A
             lines.append(
                 f"framework floor ({FLOOR}: one in-memory client, no database, no limits, "
                 f"no log line, no metrics): {floor}"
+            )
+        if "floor_read_cpu_us_per_token" in judged:
+            floor = f"{judged['floor_read_cpu_us_per_token']:,.0f} us/token"
+            if "floor_read_ratio" in judged:
+                floor += f", {judged['floor_read_ratio']:.2f}x {REFERENCE}"
+            lines.append(
+                f"floor with one live read ({FLOOR_READ}: the same, plus one round trip to "
+                f"PostgreSQL for the client's, owner's and tenant's status): {floor}"
             )
     return "\n".join(lines)
 

@@ -323,16 +323,30 @@ class FloorServer:
     """The framework floor (``bench/floor_app.py``) under granian, with keyswap's workers.
 
     Flask and Authlib's client-credentials grant with one in-memory client and nothing of
-    keyswap's work: what a token costs in the framework keyswap is built on.
+    keyswap's work: what a token costs in the framework keyswap is built on. Given a
+    database, it adds one live status read per token: the floor for a live check.
     """
 
-    def __init__(self, workers: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        workers: int,
+        threads: int = 1,
+        *,
+        database_url: str | None = None,
+        live_client_id: str | None = None,
+    ) -> None:
+        """``database_url`` and ``live_client_id``: one live status read per token (floor_app)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = "floor-client"
         self.client_secret = secrets.token_urlsafe(24)
         self._workers = workers
         self._threads = threads
+        self._live = (
+            {"FLOOR_DATABASE_URL": database_url, "FLOOR_LIVE_CLIENT_ID": live_client_id or ""}
+            if database_url
+            else {}
+        )
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -350,6 +364,7 @@ class FloorServer:
             FLOOR_ISSUER=self.url,
             AUTHLIB_INSECURE_TRANSPORT="1",  # plain HTTP on 127.0.0.1, as keyswap's bench
             PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+            **self._live,
         )
         command = [sys.executable, "-m", "granian", "--interface", "wsgi"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-ws"]

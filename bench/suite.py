@@ -46,6 +46,7 @@ from . import load
 from .report import (
     ENDPOINTS,
     FLOOR,
+    FLOOR_READ,
     REFERENCE,
     machine_info,
     render,
@@ -144,16 +145,17 @@ def anchor_target(anchor: OidcAnchor) -> Target:
     )
 
 
-def floor_target(floor: FloorServer) -> Target:
-    """Return the framework floor's client-credentials target."""
+def floor_target(floor: FloorServer, database: Database | None = None) -> Target:
+    """Return a framework floor's client-credentials target (with ``database``: live reads)."""
     return Target(
-        FLOOR,
-        "memory",
+        FLOOR_READ if database else FLOOR,
+        database.backend if database else "memory",
         "token",
         lambda: load.token_request(
             f"{floor.url}/oauth/token", floor.client_id, floor.client_secret, TOKEN_SCOPE
         ),
         floor.pid,
+        database.backend_pids if database else None,
     )
 
 
@@ -255,7 +257,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between steps")
     parser.add_argument("--no-anchor", action="store_true", help="skip the node-oidc-provider")
     parser.add_argument(
-        "--no-floor", action="store_true", help="skip the Flask + Authlib floor (token only)"
+        "--no-floor", action="store_true", help="skip the Flask + Authlib floors (token only)"
     )
     parser.add_argument(
         "--anchors",
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="keyswap-suite-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         targets: list[Target] = []
+        live: tuple[Database, Principals] | None = None  # what the live-read floor reads
         for backend in args.backends:
             database = stack.enter_context(Database(backend, workdir, args.postgres_url))
             server = stack.enter_context(
@@ -307,17 +310,30 @@ def main(argv: list[str] | None = None) -> int:
             server.start()
             _progress(f"keyswap on {backend} at {server.url} (pid {server.pid})")
             targets += keyswap_targets(server, principals, database, args.endpoints)
+            if backend == "postgres":
+                live = (database, principals)
         reference = None
         if not args.no_anchor:
             anchor = stack.enter_context(OidcAnchor(anchors))
             reference = anchor_target(anchor)
             _progress(f"{REFERENCE} at {anchor.env['OIDC_TOKEN_URL']} (pid {anchor.pid})")
-        floor = None
+        floor = floor_read = None
         if not args.no_floor and "token" in args.endpoints:
             workers = args.workers or _default_workers()
             floor = floor_target(stack.enter_context(FloorServer(workers, args.threads)))
             _progress(f"{FLOOR} floor at {floor.build().url}")
-        runs = run_rounds(harness, order_targets(targets, reference, floor), args)
+            if live is not None:
+                database, principals = live
+                reader = FloorServer(
+                    workers,
+                    args.threads,
+                    database_url=database.url,
+                    live_client_id=principals.client_id,
+                )
+                floor_read = floor_target(stack.enter_context(reader), database)
+                _progress(f"{FLOOR_READ} floor at {floor_read.build().url}")
+        targets = order_targets(targets, reference, floor, floor_read)
+        runs = run_rounds(harness, targets, args)
     es_end = es256_signatures_per_second(es256_seconds)
     es256 = (es_start + es_end) / 2
     meta["es256"] = {"per_second": es256, "start": es_start, "end": es_end}
