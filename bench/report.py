@@ -21,6 +21,21 @@ REFERENCE = "oidc-provider"
 FLOOR = "flask+authlib"
 #: The same, plus one live status read per token on PostgreSQL (``FLOOR_DATABASE_URL``).
 FLOOR_READ = "flask+authlib+read"
+#: The floors in the verdict, by its key: their row (server, database) and what they are.
+_FLOORS = {
+    "floor": (
+        FLOOR,
+        "memory",
+        f"framework floor ({FLOOR}: one in-memory client, no database, no limits, "
+        "no log line, no metrics)",
+    ),
+    "floor_read": (
+        FLOOR_READ,
+        "postgres",
+        f"floor with one live read ({FLOOR_READ}: the same, plus one round trip to "
+        "PostgreSQL for the client's, owner's and tenant's status)",
+    ),
+}
 #: The goals for keyswap's token endpoint at c=32 on PostgreSQL (issue 12).
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 30.0
@@ -79,8 +94,6 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         )
 
     mine, reference = find("keyswap", "postgres"), find(REFERENCE, "memory")
-    floor = find(FLOOR, "memory")
-    floor_read = find(FLOOR_READ, "postgres")
     if mine is None:
         return None
     result: dict[str, Any] = {
@@ -93,14 +106,12 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if reference is not None:
         result["ratio"] = mine["rps"] / reference["rps"]
         result["ratio_ok"] = result["ratio"] >= TARGET_RATIO
-    if floor is not None and "cpu_us_per_req" in floor:
-        result["floor_cpu_us_per_token"] = floor["cpu_us_per_req"]
-        if reference is not None:
-            result["floor_ratio"] = floor["rps"] / reference["rps"]
-    if floor_read is not None and "cpu_us_per_req" in floor_read:
-        result["floor_read_cpu_us_per_token"] = floor_read["cpu_us_per_req"]
-        if reference is not None:
-            result["floor_read_ratio"] = floor_read["rps"] / reference["rps"]
+    for key, (server, database, _) in _FLOORS.items():
+        floor = find(server, database)
+        if floor is not None and "cpu_us_per_req" in floor:
+            result[f"{key}_cpu_us_per_token"] = floor["cpu_us_per_req"]
+            if reference is not None:
+                result[f"{key}_ratio"] = floor["rps"] / reference["rps"]
     return result
 
 
@@ -155,22 +166,12 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], judged: dict[str, A
             f"{mark(judged['cpu_ok'])})"
         )
         lines.append("keyswap token endpoint, PostgreSQL, c=32: " + "; ".join(parts))
-        if "floor_cpu_us_per_token" in judged:
-            floor = f"{judged['floor_cpu_us_per_token']:,.0f} us/token"
-            if "floor_ratio" in judged:
-                floor += f", {judged['floor_ratio']:.2f}x {REFERENCE}"
-            lines.append(
-                f"framework floor ({FLOOR}: one in-memory client, no database, no limits, "
-                f"no log line, no metrics): {floor}"
-            )
-        if "floor_read_cpu_us_per_token" in judged:
-            floor = f"{judged['floor_read_cpu_us_per_token']:,.0f} us/token"
-            if "floor_read_ratio" in judged:
-                floor += f", {judged['floor_read_ratio']:.2f}x {REFERENCE}"
-            lines.append(
-                f"floor with one live read ({FLOOR_READ}: the same, plus one round trip to "
-                f"PostgreSQL for the client's, owner's and tenant's status): {floor}"
-            )
+        for key, (_, _, what) in _FLOORS.items():
+            if f"{key}_cpu_us_per_token" in judged:
+                floor = f"{judged[f'{key}_cpu_us_per_token']:,.0f} us/token"
+                if f"{key}_ratio" in judged:
+                    floor += f", {judged[f'{key}_ratio']:.2f}x {REFERENCE}"
+                lines.append(f"{what}: {floor}")
     return "\n".join(lines)
 
 
