@@ -93,6 +93,12 @@ def require_global(action: str) -> None:
         raise InsufficientScope(f"{action} needs scope {ADMIN_SCOPE}")
 
 
+def require_grantable(scope: str) -> None:
+    """Refuse a tenant admin a credential carrying ``keyswap:admin`` (403): it spans tenants."""
+    if ADMIN_SCOPE in scope.split():
+        require_global(f"granting scope {ADMIN_SCOPE}")
+
+
 def reply(body: Any, status: int = 200) -> Response:
     """Answer JSON, never cached: bodies can hold a secret shown once."""
     response = Response(json.dumps(plain(body)), status=status, mimetype="application/json")
@@ -260,8 +266,7 @@ def clients_create() -> Response:
     """Register a client; the answer holds its secret, shown this once."""
     body = read_body(request, ClientCreate)
     visible_user(body.owner)
-    if ADMIN_SCOPE in body.scope.split():
-        require_global(f"granting scope {ADMIN_SCOPE}")
+    require_grantable(body.scope)
     keyswap = current_keyswap()
     created = register_client(
         request_session(),

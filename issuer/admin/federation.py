@@ -12,10 +12,9 @@ from flask import Response, request
 
 from ..context import current_keyswap, request_session
 from ..federation import add_trust, list_trusts, remove_trust, trust_view
-from ..lifecycle import ADMIN_SCOPE
 from ..models import FederationTrust
 from ..storage import NotFound
-from .api import bp, committed, now, principal, reply, require_global, visible_user
+from .api import bp, committed, now, principal, reply, require_grantable, visible_user
 from .bodies import FederationTrustCreate, read_body
 
 
@@ -43,8 +42,7 @@ def federation_trusts_create() -> Response:
     """Trust an issuer's workload tokens that meet the conditions, as a service account."""
     body = read_body(request, FederationTrustCreate)
     visible_user(body.service_account)
-    if ADMIN_SCOPE in body.scope.split():
-        require_global(f"granting scope {ADMIN_SCOPE}")
+    require_grantable(body.scope)
     settings = current_keyswap().settings
     trust = add_trust(
         request_session(),
